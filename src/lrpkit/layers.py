@@ -1,0 +1,307 @@
+"""Layer specs: small immutable descriptions of a layer that build the matching torch module.
+
+A spec knows its JSON form (``to_dict`` / ``layer_from_dict``), the shape it outputs for a given input
+shape (with a clear :class:`SpecError` when it does not fit), and how to build its ``torch.nn`` module.
+Shapes are per sample, without the batch dimension: ``(C, H, W)`` for images, ``(D,)`` for vectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import SpecError
+
+Shape = tuple[int, ...]
+Bounds = tuple[float, float]
+
+
+# -- torch modules of the layers torch does not have -------------------------------------------
+
+
+class FormatModule(nn.Module):
+    """Maps inputs in [0, 1] to [low, high]: ``x -> x * (high - low) + low``."""
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        self.low, self.high = float(low), float(high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (self.high - self.low) + self.low
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
+
+
+class Dense(nn.Linear):
+    """``nn.Linear`` that flattens inputs of rank > 2 to ``(N, features)`` first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1))
+
+
+class SumPool2d(nn.Module):
+    """Sum pooling scaled by ``1 / kernel``: ``y = sum(block) / kernel`` (0.5 x the sum of a 2x2 block)."""
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.kernel, self.stride) * self.kernel
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}"
+
+
+class Pad2d(nn.Module):
+    """Pads the two spatial dimensions by ``pixels`` on every side with a constant ``value``."""
+
+    def __init__(self, pixels: int, value: float) -> None:
+        super().__init__()
+        self.pixels, self.value = pixels, float(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (self.pixels,) * 4, value=self.value)
+
+    def extra_repr(self) -> str:
+        return f"pixels={self.pixels}, value={self.value}"
+
+
+# -- specs --------------------------------------------------------------------------------------
+
+
+def _positive_int(spec: LayerSpec, name: str, minimum: int = 1) -> None:
+    value = getattr(spec, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{type(spec).__name__}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Base of all layer specs. ``weighted`` marks Linear and Conv (the layers LRP rules act on)."""
+
+    weighted: ClassVar[bool] = False
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class Format(LayerSpec):
+    """Maps inputs in [0, 1] to [low, high]; these bounds are the zB rule's default input bounds."""
+
+    low: float = -1.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise SpecError(f"Format: need finite low < high, got low={self.low!r}, high={self.high!r}")
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return FormatModule(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class NoFormat(LayerSpec):
+    """Identity: inputs stay in [0, 1] (so the zB bounds default to 0 and 1)."""
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.Identity()
+
+
+@dataclass(frozen=True)
+class Linear(LayerSpec):
+    """Fully connected layer with ``units`` outputs; inputs of rank > 1 are flattened."""
+
+    units: int
+    weighted: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "units")
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (self.units,)
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return Dense(math.prod(shape), self.units)
+
+
+def _need_image(spec: LayerSpec, shape: Shape) -> None:
+    if len(shape) != 3:
+        raise SpecError(f"{type(spec).__name__} needs an image input (C, H, W), got shape {shape}")
+
+
+def _window_output(spec: LayerSpec, shape: Shape, kernel: int, stride: int, padding: int = 0) -> Shape:
+    _need_image(spec, shape)
+    size = [(s + 2 * padding - kernel) // stride + 1 for s in shape[1:]]
+    if min(size) < 1:
+        raise SpecError(
+            f"{spec}: the kernel ({kernel}x{kernel}) is larger than the padded input "
+            f"({shape[1] + 2 * padding}x{shape[2] + 2 * padding})"
+        )
+    return (shape[0], *size)
+
+
+@dataclass(frozen=True)
+class Conv(LayerSpec):
+    """2-D convolution (cross-correlation) with square kernels; no padding by default."""
+
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    weighted: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        for name in ("out_channels", "kernel_size", "stride"):
+            _positive_int(self, name)
+        _positive_int(self, "padding", minimum=0)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _, h, w = _window_output(self, shape, self.kernel_size, self.stride, self.padding)
+        return (self.out_channels, h, w)
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.Conv2d(shape[0], self.out_channels, self.kernel_size, self.stride, self.padding)
+
+
+@dataclass(frozen=True)
+class ReLU(LayerSpec):
+    """Rectified linear unit."""
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.ReLU()
+
+
+@dataclass(frozen=True)
+class _Pool(LayerSpec):
+    kernel: int = 2
+    stride: int = 2
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "kernel")
+        _positive_int(self, "stride")
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return _window_output(self, shape, self.kernel, self.stride)
+
+
+@dataclass(frozen=True)
+class SumPool(_Pool):
+    """Sum pooling, output = sum of each block / kernel (0.5 x the sum of a 2x2 block, as in classic LRP)."""
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return SumPool2d(self.kernel, self.stride)
+
+
+@dataclass(frozen=True)
+class AvgPool(_Pool):
+    """Average pooling."""
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.AvgPool2d(self.kernel, self.stride)
+
+
+@dataclass(frozen=True)
+class MaxPool(_Pool):
+    """Max pooling (a real max in the forward pass)."""
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.MaxPool2d(self.kernel, self.stride)
+
+
+@dataclass(frozen=True)
+class Flatten(LayerSpec):
+    """Flattens each sample to a vector."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (math.prod(shape),)
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.Flatten()
+
+
+@dataclass(frozen=True)
+class Pad(LayerSpec):
+    """Pads each image by ``pixels`` on every side with ``value`` (None: the Format's low bound)."""
+
+    pixels: int
+    value: float | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "pixels", minimum=0)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _need_image(self, shape)
+        return (shape[0], shape[1] + 2 * self.pixels, shape[2] + 2 * self.pixels)
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return Pad2d(self.pixels, bounds[0] if self.value is None else self.value)
+
+
+@dataclass(frozen=True)
+class Dropout(LayerSpec):
+    """Dropout with probability ``p`` while training; the identity otherwise."""
+
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p < 1.0:
+            raise SpecError(f"Dropout: p must be in [0, 1), got {self.p!r}")
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.Dropout(self.p)
+
+
+# Names users of the classic LRP toolboxes know; the engine picks the first-layer rule by position.
+FirstLinear = NextLinear = Linear
+FirstConvolution = NextConvolution = FirstConvolutional = NextConvolutional = Conv
+
+LAYER_TYPES: dict[str, type[LayerSpec]] = {
+    cls.__name__: cls
+    for cls in (Format, NoFormat, Linear, Conv, ReLU, SumPool, AvgPool, MaxPool, Flatten, Pad, Dropout)
+}
+ALIASES = {
+    "FirstLinear": "Linear",
+    "NextLinear": "Linear",
+    "FirstConvolution": "Conv",
+    "NextConvolution": "Conv",
+    "FirstConvolutional": "Conv",
+    "NextConvolutional": "Conv",
+}
+
+
+def layer_from_dict(data: Any, index: int | None = None) -> LayerSpec:
+    """Parses one layer spec such as ``{"type": "Conv", "out_channels": 32, "kernel_size": 5}``."""
+    where = f"layer {index}" if index is not None else "layer"
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise SpecError(f"{where}: expected an object with a 'type' key, got {data!r}")
+    params = {k: v for k, v in data.items() if k != "type"}
+    name = ALIASES.get(data["type"], data["type"])
+    cls = LAYER_TYPES.get(name)
+    if cls is None:
+        known = ", ".join(sorted([*LAYER_TYPES, *ALIASES]))
+        raise SpecError(f"{where}: unknown layer type {data['type']!r}; known types: {known}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise SpecError(f"{where} ({name}): unknown parameter(s) {unknown}; valid: {sorted(fields)}")
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise SpecError(f"{where} ({name}): {err}") from None
+    except SpecError as err:
+        raise SpecError(f"{where}: {err}") from None

@@ -1,0 +1,235 @@
+"""The Network class: a list of layer specs turned into a ``torch.nn.Module``, plus ready-made architectures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import layers as L
+from .errors import InputError, SpecError
+
+Shape = tuple[int, ...]
+
+
+def _check_shape(shape: Any, name: str) -> Shape:
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name} must be a tuple of positive integers, got {shape!r}") from None
+    if not shape or min(shape) < 1:
+        raise SpecError(f"{name} must be a tuple of positive integers, got {shape!r}")
+    return shape
+
+
+class Network(nn.Module):
+    """A feed-forward network from layer specs; ``net(x)`` gives the logits.
+
+    If ``layers`` does not start with ``Format``/``NoFormat``, ``Format()`` (inputs mapped to [-1, 1]) is put
+    in front. ``seed`` makes the weight initialisation reproducible without touching the global RNG.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[L.LayerSpec],
+        input_shape: Sequence[int] = (1, 28, 28),
+        classes: int = 10,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        specs = list(layers)
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, L.LayerSpec):
+                raise SpecError(f"layer {i}: expected a layer spec such as Linear(10), got {spec!r}")
+        if not specs or not isinstance(specs[0], (L.Format, L.NoFormat)):
+            specs.insert(0, L.Format())
+        for i, spec in enumerate(specs[1:], start=1):
+            if isinstance(spec, (L.Format, L.NoFormat)):
+                raise SpecError(f"layer {i}: {type(spec).__name__} is only allowed as the first layer")
+        self.specs: tuple[L.LayerSpec, ...] = tuple(specs)
+        self.input_shape = _check_shape(input_shape, "input_shape")
+        self.classes = int(classes)
+        self.metadata: dict[str, Any] = {}
+        self.shapes = self._infer_shapes()
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            modules = [s.build(shape, self.bounds) for s, shape in zip(self.specs, self.shapes, strict=False)]
+        self.body = nn.Sequential(*modules)
+
+    def _infer_shapes(self) -> list[Shape]:
+        shapes = [self.input_shape]
+        for i, spec in enumerate(self.specs):
+            try:
+                shapes.append(spec.output_shape(shapes[-1]))
+            except SpecError as err:
+                raise SpecError(f"layer {i}: {err} (input shape {shapes[-1]})") from None
+        if shapes[-1] != (self.classes,):
+            raise SpecError(
+                f"the last layer outputs shape {shapes[-1]}, expected ({self.classes},) logits for "
+                f"{self.classes} classes; end with Linear({self.classes}) or Conv + Flatten()"
+            )
+        return shapes
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The input-domain bounds (low, high) after the Format layer: the zB rule's defaults."""
+        first = self.specs[0]
+        return (first.low, first.high) if isinstance(first, L.Format) else (0.0, 1.0)
+
+    @property
+    def weighted_indices(self) -> list[int]:
+        """Indices of the Linear and Conv layers."""
+        return [i for i, spec in enumerate(self.specs) if spec.weighted]
+
+    def check_input(self, x: Any) -> torch.Tensor:
+        """Returns ``x`` as a ``(N, *input_shape)`` tensor, or raises :class:`InputError` naming the problem."""
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise InputError(f"x must be a floating point tensor, got dtype {x.dtype}")
+        param = next(self.parameters(), None)
+        if param is not None and (x.dtype != param.dtype or x.device != param.device):
+            raise InputError(
+                f"x is {x.dtype} on {x.device} but the network is {param.dtype} on {param.device}; "
+                f"use x.to(net_param) or net.to(x.dtype / x.device)"
+            )
+        per_sample = math.prod(self.input_shape)
+        if x.dim() < 2 or math.prod(x.shape[1:]) != per_sample:
+            raise InputError(f"x has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.input_shape))})")
+        if not torch.isfinite(x).all():
+            raise InputError("x contains NaN or Inf values")
+        return x.reshape(x.shape[0], *self.input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.reshape(x.shape[0], *self.input_shape))
+
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output, ``[x, layer0(x), ..., logits]`` (len(layers) + 1 tensors)."""
+        out = [x.reshape(x.shape[0], *self.input_shape)]
+        for module in self.body:
+            out.append(module(out[-1]))
+        return out
+
+    def spec(self) -> dict[str, Any]:
+        """The architecture as a JSON-ready dict (layers, input shape, classes)."""
+        return {
+            "layers": [s.to_dict() for s in self.specs],
+            "input_shape": list(self.input_shape),
+            "classes": self.classes,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], seed: int | None = 0) -> Network:
+        """Builds a network from :meth:`spec` output (as stored in ``model.json`` or an ``--arch`` file)."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
+            raise SpecError("a network spec must be an object with a 'layers' list")
+        specs = [L.layer_from_dict(d, i) for i, d in enumerate(spec["layers"])]
+        return cls(specs, spec.get("input_shape", (1, 28, 28)), spec.get("classes", 10), seed=seed)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def summary(self) -> str:
+        """A table of layers with output shapes and parameter counts."""
+        rows = [f"{'#':>3}  {"layer":<58} {'output':<16} {'params':>9}"]
+        for i, (spec, module) in enumerate(zip(self.specs, self.body, strict=True)):
+            params = sum(p.numel() for p in module.parameters())
+            rows.append(f"{i:>3}  {spec!r:<58} {str(self.shapes[i + 1]):<16} {params:>9}")
+        rows.append(f"input {self.input_shape}, {self.classes} classes, {self.parameter_count()} parameters")
+        return "\n".join(rows)
+
+    def extra_repr(self) -> str:
+        return f"input_shape={self.input_shape}, classes={self.classes}"
+
+    # -- training, evaluation, files (see train.py and io.py) --------------------------------------
+
+    def fit(self, data: Any, **kwargs: Any) -> Any:
+        """Trains in place with Adam; see :func:`lrpkit.train.fit`."""
+        from .train import fit
+
+        return fit(self, data, **kwargs)
+
+    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, float]:
+        """``{"accuracy": ..., "loss": ...}`` on a data split; see :func:`lrpkit.train.evaluate`."""
+        from .train import evaluate
+
+        return evaluate(self, data, **kwargs)
+
+    def save(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Writes ``model.json`` + ``weights.safetensors`` atomically; see :func:`lrpkit.io.save`."""
+        from .io import save
+
+        return save(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Network:
+        """Loads a model directory written by :meth:`save`; see :func:`lrpkit.io.load`."""
+        from .io import load
+
+        return load(path)
+
+
+# -- ready-made architectures -------------------------------------------------------------------
+
+
+def mlp(**kwargs: Any) -> Network:
+    """784-300-100-10 ReLU MLP (the classic LRP demo network)."""
+    return Network([L.Format(), L.Linear(300), L.ReLU(), L.Linear(100), L.ReLU(), L.Linear(10)], **kwargs)
+
+
+def cnn(**kwargs: Any) -> Network:
+    """LeNet-like CNN: Conv 5x5x32, ReLU, SumPool, Conv 5x5x64, ReLU, SumPool, Linear 256, ReLU, Linear 10.
+
+    28x28 -> 24x24x32 -> 12x12x32 -> 8x8x64 -> 4x4x64 (1024 features) -> 256 -> 10.
+    """
+    layers = [
+        L.Format(),
+        L.Conv(32, 5),
+        L.ReLU(),
+        L.SumPool(),
+        L.Conv(64, 5),
+        L.ReLU(),
+        L.SumPool(),
+        L.Linear(256),
+        L.ReLU(),
+        L.Linear(10),
+    ]
+    return Network(layers, **kwargs)
+
+
+def tutorial_mlp(**kwargs: Any) -> Network:
+    """The heatmapping.org tutorial MLP: 784-300-100-10 with ReLUs, inputs in [-1, 1]."""
+    return mlp(**kwargs)
+
+
+def tutorial_cnn(**kwargs: Any) -> Network:
+    """The heatmapping.org tutorial CNN: pad 2 (with -1) to 32x32, then conv 5x5x10, 5x5x25, 4x4x100, 1x1x10.
+
+    Each of the first three convs is followed by ReLU and 2x2 sum pooling; the 1x1x10 output is flattened.
+    """
+    layers = [
+        L.Format(),
+        L.Pad(2),
+        L.Conv(10, 5),
+        L.ReLU(),
+        L.SumPool(),
+        L.Conv(25, 5),
+        L.ReLU(),
+        L.SumPool(),
+        L.Conv(100, 4),
+        L.ReLU(),
+        L.SumPool(),
+        L.Conv(10, 1),
+        L.Flatten(),
+    ]
+    return Network(layers, **kwargs)
+
+
+ARCHITECTURES = {"mlp": mlp, "cnn": cnn, "tutorial_mlp": tutorial_mlp, "tutorial_cnn": tutorial_cnn}

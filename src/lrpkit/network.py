@@ -138,7 +138,7 @@ class Network(nn.Module):
 
     def summary(self) -> str:
         """A table of layers with output shapes and parameter counts."""
-        rows = [f"{'#':>3}  {"layer":<58} {'output':<16} {'params':>9}"]
+        rows = [f"{'#':>3}  {'layer':<58} {'output':<16} {'params':>9}"]
         for i, (spec, module) in enumerate(zip(self.specs, self.body, strict=True)):
             params = sum(p.numel() for p in module.parameters())
             rows.append(f"{i:>3}  {spec!r:<58} {str(self.shapes[i + 1]):<16} {params:>9}")

@@ -1,69 +1,62 @@
-"""lrpkit: train MLPs and CNNs and explain their decisions with Layer-wise Relevance Propagation."""
+"""lrpkit: train MLPs and CNNs and explain their decisions with Layer-wise Relevance Propagation.
 
-from . import layers
+Names are imported lazily (PEP 562), so ``import lrpkit.reference`` stays free of torch.
+"""
+
+from importlib import import_module
+from typing import Any
+
 from .errors import DataError, InputError, LrpkitError, MissingExtraError, ModelFileError, SpecError, TargetError
-from .layers import (
-    AvgPool,
-    Conv,
-    Dropout,
-    FirstConvolution,
-    FirstConvolutional,
-    FirstLinear,
-    Flatten,
-    Format,
-    Linear,
-    MaxPool,
-    NextConvolution,
-    NextConvolutional,
-    NextLinear,
-    NoFormat,
-    Pad,
-    ReLU,
-    SumPool,
-)
-from .network import ARCHITECTURES, Network, cnn, mlp, tutorial_cnn, tutorial_mlp
 
 __version__ = "0.1.0"
 
+# public name -> module that defines it
+_EXPORTS = {
+    **dict.fromkeys(
+        [
+            "AvgPool",
+            "Conv",
+            "Dropout",
+            "FirstConvolution",
+            "FirstConvolutional",
+            "FirstLinear",
+            "Flatten",
+            "Format",
+            "Linear",
+            "MaxPool",
+            "NextConvolution",
+            "NextConvolutional",
+            "NextLinear",
+            "NoFormat",
+            "Pad",
+            "ReLU",
+            "SumPool",
+        ],
+        "layers",
+    ),
+    **dict.fromkeys(["ARCHITECTURES", "Network", "cnn", "mlp", "tutorial_cnn", "tutorial_mlp"], "network"),
+    **dict.fromkeys(
+        ["AlphaBeta", "Epsilon", "Flat", "Gamma", "PRESETS", "RULES", "Rule", "Simple", "WSquare", "ZBox", "ZPlus"],
+        "methods",
+    ),
+    "load": "io",
+    "mnist": "data",
+}
 
-def load(path: str) -> Network:
-    """Loads a model directory written by ``Network.save``."""
-    from .io import load as _load
+__all__ = sorted(
+    [*_EXPORTS, "DataError", "InputError", "LrpkitError", "MissingExtraError", "ModelFileError", "SpecError"]
+    + ["TargetError", "__version__"]
+)
 
-    return _load(path)
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lrpkit' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
-__all__ = [
-    "ARCHITECTURES",
-    "AvgPool",
-    "Conv",
-    "DataError",
-    "Dropout",
-    "FirstConvolution",
-    "FirstConvolutional",
-    "FirstLinear",
-    "Flatten",
-    "Format",
-    "InputError",
-    "Linear",
-    "LrpkitError",
-    "MaxPool",
-    "MissingExtraError",
-    "ModelFileError",
-    "Network",
-    "NextConvolution",
-    "NextConvolutional",
-    "NextLinear",
-    "NoFormat",
-    "Pad",
-    "ReLU",
-    "SpecError",
-    "SumPool",
-    "TargetError",
-    "cnn",
-    "layers",
-    "load",
-    "mlp",
-    "tutorial_cnn",
-    "tutorial_mlp",
-]
+def __dir__() -> list[str]:
+    return __all__

@@ -6,7 +6,15 @@ Names are imported lazily (PEP 562), so ``import lrpkit.reference`` stays free o
 from importlib import import_module
 from typing import Any
 
-from .errors import DataError, InputError, LrpkitError, MissingExtraError, ModelFileError, SpecError, TargetError
+from .errors import (  # noqa: F401 (re-exported)
+    DataError,
+    InputError,
+    LrpkitError,
+    MissingExtraError,
+    ModelFileError,
+    SpecError,
+    TargetError,
+)
 
 __version__ = "0.1.0"
 
@@ -43,10 +51,8 @@ _EXPORTS = {
     "mnist": "data",
 }
 
-__all__ = sorted(
-    [*_EXPORTS, "DataError", "InputError", "LrpkitError", "MissingExtraError", "ModelFileError", "SpecError"]
-    + ["TargetError", "__version__"]
-)
+_ERRORS = ["DataError", "InputError", "LrpkitError", "MissingExtraError", "ModelFileError", "SpecError", "TargetError"]
+__all__ = sorted([*_EXPORTS, *_ERRORS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:

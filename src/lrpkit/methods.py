@@ -247,7 +247,7 @@ def resolve(method: Any, kinds: Kinds) -> Plan:
     weighted = [i for i, k in enumerate(kinds) if k in ("linear", "conv")]
     if isinstance(method, str) and method.lower() in PRESETS:
         return Plan(tuple(PRESETS[method.lower()](kinds)), rectify=method.lower() in RECTIFIED)
-    if isinstance(method, Rule) or isinstance(method, str) or _is_single(method):
+    if isinstance(method, (Rule, str)) or _is_single(method):
         rule = make_rule(method)
         return Plan(tuple(rule if i in weighted else None for i in range(len(kinds))))
     if not isinstance(method, (list, tuple)):
@@ -257,8 +257,11 @@ def resolve(method: Any, kinds: Kinds) -> Plan:
 
 def _is_single(method: Any) -> bool:
     """``["ab", 2.0]`` (a name with parameters), as opposed to a per-layer list such as ``["zb", "ab"]``."""
-    return isinstance(method, (list, tuple)) and bool(method) and isinstance(method[0], str) and (
-        len(method) == 1 or not isinstance(method[1], (str, list, tuple, Rule)) and method[1] is not None
+    return (
+        isinstance(method, (list, tuple))
+        and bool(method)
+        and isinstance(method[0], str)
+        and (len(method) == 1 or (not isinstance(method[1], (str, list, tuple, Rule)) and method[1] is not None))
     )
 
 

@@ -141,7 +141,7 @@ class Network(nn.Module):
         rows = [f"{'#':>3}  {'layer':<58} {'output':<16} {'params':>9}"]
         for i, (spec, module) in enumerate(zip(self.specs, self.body, strict=True)):
             params = sum(p.numel() for p in module.parameters())
-            rows.append(f"{i:>3}  {spec!r:<58} {str(self.shapes[i + 1]):<16} {params:>9}")
+            rows.append(f"{i:>3}  {spec!r:<58} {self.shapes[i + 1]!s:<16} {params:>9}")
         rows.append(f"input {self.input_shape}, {self.classes} classes, {self.parameter_count()} parameters")
         return "\n".join(rows)
 

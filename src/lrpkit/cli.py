@@ -1,0 +1,143 @@
+"""The ``lrpkit`` command line. Each subcommand is an ``add_<name>`` (arguments) + ``run_<name>`` (work) pair.
+
+Errors print one line on stderr and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import LrpkitError, SpecError
+
+
+def _load_data(args: argparse.Namespace) -> Any:
+    from .data import mnist
+
+    return mnist(args.data)
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="DIR", help="directory with MNIST IDX files (default: embedded 5000 images)")
+
+
+def _architecture(name: str) -> Any:
+    from .network import ARCHITECTURES, Network
+
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]()
+    file = Path(name)
+    if not file.is_file():
+        raise SpecError(f"--arch {name!r}: neither an architecture ({', '.join(ARCHITECTURES)}) nor a JSON file")
+    try:
+        spec = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SpecError(f"{file}: not valid JSON ({err})") from None
+    return Network.from_spec(spec if isinstance(spec, dict) else {"layers": spec})
+
+
+# -- train / evaluate / info ---------------------------------------------------------------------
+
+
+def add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a network on MNIST and save it")
+    p.add_argument("--arch", default="mlp", help="mlp, cnn, tutorial_mlp, tutorial_cnn, or a JSON spec file")
+    p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    _add_data(p)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", choices=["sigmoid", "softmax"], default="sigmoid")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    net = _architecture(args.arch)
+    data = _load_data(args)
+    if data.train is None:
+        raise SpecError(f"--data {args.data}: has no training files (train-images-idx3-ubyte...)")
+    history = net.fit(
+        data.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, loss=args.loss, seed=args.seed,
+        progress=False if args.quiet else None,
+    )  # fmt: skip
+    scores = net.evaluate(data.test)
+    net.metadata.update({"test_accuracy": scores["accuracy"], "data": data.source})
+    net.save(args.out)
+    print(f"trained {args.arch} for {args.steps} steps in {history.seconds:.1f} s: ", end="")
+    print(f"test accuracy {scores['accuracy']:.4f}, loss {scores['loss']:.4f}; saved to {args.out}")
+
+
+def add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="accuracy and loss of a saved model on the MNIST test split")
+    p.add_argument("model", metavar="MODEL")
+    _add_data(p)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from .io import load
+
+    net = load(args.model)
+    scores = net.evaluate(_load_data(args).test)
+    print(f"accuracy {scores['accuracy']:.4f}  loss {scores['loss']:.4f}")
+
+
+def add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="architecture, parameter count and metadata of a saved model")
+    p.add_argument("model", metavar="MODEL")
+
+
+def run_info(args: argparse.Namespace) -> None:
+    from .io import load
+
+    net = load(args.model)
+    print(net.summary())
+    for key, value in sorted(net.metadata.items()):
+        print(f"{key}: {value}")
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], None]]] = {
+    "train": (add_train, run_train),
+    "evaluate": (add_evaluate, run_evaluate),
+    "info": (add_info, run_info),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for every other error
+        raise SystemExit(_fail(f"{self.prog}: {message}"))
+
+
+def _fail(message: str) -> int:
+    print(f"lrpkit: error: {message}", file=sys.stderr)
+    return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    root = _Parser(prog="lrpkit", description="Train networks on MNIST and explain them with LRP.")
+    root.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][1](args)
+    except (LrpkitError, OSError) as err:
+        if args.debug:
+            raise
+        return _fail(str(err))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

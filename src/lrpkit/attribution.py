@@ -1,0 +1,251 @@
+"""Attribution baselines to compare LRP against, and one dispatcher for every explanation method.
+
+Each baseline is a plain function ``f(model, x, target) -> relevance`` with ``relevance.shape == x.shape``;
+``model`` is any torch module that maps ``(N, ...)`` inputs to ``(N, C)`` scores (logits). ``target`` is what
+the LRP engine takes: an int class, a sequence/integer tensor of class ids per sample, a float class filter of
+shape ``(C,)`` or ``(N, C)`` (the score is then ``sum_c logits_c * filter_c``), ``"pred"`` (the predicted
+class) or ``None`` (zero score). With ``f(x) = sum_c logits_c(x) * filter_c``:
+
+- ``random``: i.i.d. uniform noise in [0, 1) (the floor every method should beat);
+- ``gradient``: ``df/dx_i``;
+- ``sensitivity``: ``(df/dx_i)^2`` (sensitivity analysis, Simonyan et al. 2014; as in Samek et al. 2017);
+- ``gradxinput``: ``x_i df/dx_i`` (Shrikumar et al. 2016);
+- ``integrated_gradients``: ``(x_i - x'_i) * mean_k df/dx_i (x' + t_k (x - x'))``, ``t_k = (k + 1/2) / n``
+  (Sundararajan et al. 2017; midpoint rule, baseline ``x'`` = zeros);
+- ``smoothgrad``: ``mean_k df/dx_i (x + e_k)``, ``e_k ~ N(0, (noise * (high - low))^2)`` (Smilkov et al. 2017).
+
+Gradients are taken with respect to ``x`` only: the model's parameters and ``.grad`` fields are untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InputError, SpecError, TargetError
+
+Target = Any  # int | Sequence[int] | torch.Tensor | str | None
+Baseline = Callable[..., torch.Tensor]
+
+
+# -- inputs and targets -----------------------------------------------------------------------------
+
+
+def check_x(model: nn.Module, x: Any) -> torch.Tensor:
+    """``x`` as the model expects it; a lrpkit Network validates and reshapes it to ``(N, *input_shape)``."""
+    if hasattr(model, "check_input"):
+        return model.check_input(x)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point() or x.dim() < 2:
+        raise InputError(f"x must be a floating point tensor of shape (N, ...), got {x.dtype} {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise InputError("x contains NaN or Inf values")
+    return x
+
+
+def target_filter(logits: torch.Tensor, target: Target) -> torch.Tensor:
+    """The ``(N, C)`` class filter that ``target`` selects from ``logits`` (see the module docstring)."""
+    n, classes = logits.shape
+    if target is None:
+        return torch.zeros_like(logits)
+    if isinstance(target, str):
+        if target != "pred":
+            raise TargetError(f"target must be an int, class ids, a class filter, 'pred' or None; got {target!r}")
+        return _one_hot(logits.argmax(1), classes, logits)
+    if isinstance(target, bool):
+        raise TargetError(f"target must be an int class id, got {target!r}")
+    if isinstance(target, int):
+        return _one_hot(torch.full((n,), target, device=logits.device), classes, logits)
+    ids = torch.as_tensor(target, device=logits.device)
+    if ids.is_floating_point():
+        return _filter(ids.to(logits.dtype), n, classes)
+    if ids.dim() != 1 or len(ids) != n:
+        raise TargetError(f"class ids need one per sample, shape ({n},); got shape {tuple(ids.shape)}")
+    return _one_hot(ids, classes, logits)
+
+
+def _one_hot(ids: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Tensor:
+    bad = (ids < 0) | (ids >= classes)
+    if bad.any():
+        raise TargetError(f"class id {int(ids[bad][0])} is out of range for {classes} classes (0..{classes - 1})")
+    return torch.nn.functional.one_hot(ids.long(), classes).to(like.dtype)
+
+
+def _filter(weights: torch.Tensor, n: int, classes: int) -> torch.Tensor:
+    if weights.shape not in ((classes,), (n, classes)):
+        raise TargetError(
+            f"a class filter must have shape ({classes},) or ({n}, {classes}); got {tuple(weights.shape)}"
+        )
+    if not torch.isfinite(weights).all():
+        raise TargetError("the class filter contains NaN or Inf values")
+    return weights.expand(n, classes)
+
+
+def model_scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``, checked to be ``(N, classes)`` scores."""
+    logits = model(x)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise InputError(f"the model must map (N, ...) inputs to (N, classes) scores; got {shape}")
+    return logits
+
+
+def _gradient(model: nn.Module, x: torch.Tensor, target: Target, fixed: torch.Tensor | None = None):
+    """``(df/dx, filter)`` with ``f = sum(logits * filter)``; ``fixed`` reuses a filter chosen on other inputs."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model_scores(model, x)
+        weights = target_filter(logits.detach(), target) if fixed is None else fixed
+        (grad,) = torch.autograd.grad((logits * weights).sum(), x, allow_unused=True)
+    return (torch.zeros_like(x) if grad is None else grad.detach()), weights
+
+
+# -- baselines --------------------------------------------------------------------------------------
+
+
+def random(model: nn.Module, x: Any, target: Target = None, seed: int = 0) -> torch.Tensor:
+    """Uniform noise in [0, 1) of ``x``'s shape, reproducible from ``seed`` (on any device)."""
+    x = _as_tensor(x)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(x.shape, generator=generator, dtype=torch.float64).to(x.device, x.dtype)
+
+
+def gradient(model: nn.Module, x: Any, target: Target) -> torch.Tensor:
+    """The input gradient ``df/dx`` of the target score."""
+    shaped = check_x(model, x)
+    return _gradient(model, shaped, target)[0].reshape(x.shape)
+
+
+def sensitivity(model: nn.Module, x: Any, target: Target) -> torch.Tensor:
+    """Sensitivity analysis: the squared input gradient ``(df/dx_i)^2``."""
+    return gradient(model, x, target) ** 2
+
+
+def gradient_x_input(model: nn.Module, x: Any, target: Target) -> torch.Tensor:
+    """Gradient times input, ``x_i df/dx_i``."""
+    return gradient(model, x, target) * x
+
+
+def integrated_gradients(
+    model: nn.Module, x: Any, target: Target, steps: int = 32, baseline: torch.Tensor | float = 0.0
+) -> torch.Tensor:
+    """Integrated gradients along the straight path from ``baseline`` to ``x`` with ``steps`` midpoints.
+
+    ``R_i = (x_i - x'_i) / n * sum_k df/dx_i (x' + (k + 1/2)/n (x - x'))``; ``sum_i R_i ~ f(x) - f(x')``.
+    The target class ("pred") is chosen at ``x`` and kept along the path. One gradient pass of N per step.
+    """
+    _check_count(steps, "steps")
+    shaped = check_x(model, x)
+    start = torch.as_tensor(baseline, dtype=shaped.dtype, device=shaped.device).expand_as(shaped)
+    weights = target_filter(_logits_no_grad(model, shaped), target)
+    total = torch.zeros_like(shaped)
+    for k in range(steps):
+        point = start + (k + 0.5) / steps * (shaped - start)
+        total += _gradient(model, point, target, fixed=weights)[0]
+    return ((shaped - start) * total / steps).reshape(x.shape)
+
+
+def smoothgrad(
+    model: nn.Module,
+    x: Any,
+    target: Target,
+    samples: int = 32,
+    noise: float = 0.15,
+    seed: int = 0,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> torch.Tensor:
+    """SmoothGrad: the input gradient averaged over ``samples`` noisy copies of ``x``.
+
+    Gaussian noise with standard deviation ``noise * (high - low)`` (the input range, [0, 1] for lrpkit
+    networks); the target class ("pred") is chosen on the clean ``x``.
+    """
+    _check_count(samples, "samples")
+    if not noise >= 0:
+        raise SpecError(f"smoothgrad: noise must be >= 0, got {noise!r}")
+    shaped = check_x(model, x)
+    weights = target_filter(_logits_no_grad(model, shaped), target)
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros_like(shaped)
+    for _ in range(samples):
+        draw = torch.randn(shaped.shape, generator=generator, dtype=torch.float64).to(shaped.device, shaped.dtype)
+        total += _gradient(model, shaped + draw * noise * (high - low), target, fixed=weights)[0]
+    return (total / samples).reshape(x.shape)
+
+
+def _logits_no_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model_scores(model, x)
+
+
+def _check_count(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise InputError(f"x must be a floating point torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+BASELINES: dict[str, Baseline] = {
+    "random": random,
+    "gradient": gradient,
+    "sensitivity": sensitivity,
+    "gradxinput": gradient_x_input,
+    "integrated_gradients": integrated_gradients,
+    "smoothgrad": smoothgrad,
+}
+"""The baselines by the names the CLI and :func:`attribute` accept."""
+
+
+# -- one entry point for baselines and LRP ----------------------------------------------------------
+
+
+def check_method(method: Any) -> None:
+    """Raises :class:`SpecError` listing the valid names if ``method`` is neither a baseline nor an LRP method."""
+    if isinstance(method, str) and method in BASELINES:
+        return
+    from .methods import PRESETS, RULES, make_rule
+
+    if isinstance(method, str) and method.lower() in PRESETS:
+        return
+    try:
+        make_rule(method)
+    except SpecError:
+        valid = ", ".join([*BASELINES, *RULES, *PRESETS])
+        raise SpecError(f"unknown explanation method {method!r}; valid: {valid}") from None
+
+
+def attribute(model: nn.Module, x: Any, target: Target, method: Any, **options: Any) -> torch.Tensor:
+    """Relevance of ``x``'s shape from a baseline name (see :data:`BASELINES`) or any LRP method spec.
+
+    LRP methods go to ``model.lrp`` (a lrpkit Network) or :func:`lrpkit.lrp.lrp` (a plain Sequential).
+    ``options`` are passed on to the baseline (e.g. ``steps`` for integrated gradients).
+    """
+    if isinstance(method, str) and method in BASELINES:
+        return BASELINES[method](model, x, target, **options)
+    check_method(method)
+    if hasattr(model, "lrp"):
+        return model.lrp(x, target, method, **options)
+    from .lrp import lrp
+
+    return lrp(model, x, target, method, **options)
+
+
+def describe(methods: Sequence[Any]) -> list[str]:
+    """Display names of method specs (``["ab", 2.0]`` -> ``"ab(2.0)"``)."""
+    names = []
+    for method in methods:
+        if isinstance(method, str):
+            names.append(method)
+        elif isinstance(method, (list, tuple)):
+            names.append(f"{method[0]}({', '.join(map(str, method[1:]))})")
+        else:
+            names.append(repr(method))
+    return names

@@ -49,6 +49,10 @@ _EXPORTS = {
     ),
     "load": "io",
     "mnist": "data",
+    **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
+    **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
+    "heatmap": "colormaps",
+    **dict.fromkeys(["plot_classes", "plot_filters", "visualize"], "pictures"),
 }
 
 _ERRORS = ["DataError", "InputError", "LrpkitError", "MissingExtraError", "ModelFileError", "SpecError", "TargetError"]

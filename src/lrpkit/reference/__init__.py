@@ -1,0 +1,30 @@
+"""A second, deliberately plain implementation of lrpkit's networks and LRP rules, in pure NumPy.
+
+Readable as a tutorial (each rule is four numbered steps in :mod:`lrpkit.reference.rules`, each layer a small
+class in :mod:`lrpkit.reference.layers`) and used to test the PyTorch engine layer by layer. Importing it
+never imports torch.
+
+>>> twin = net.to_numpy()                      # or ReferenceNetwork.from_spec(spec, numpy_weights)
+>>> R = twin.lrp(x_numpy, target=3, method="deeptaylor")
+>>> net.test(x)                                # every layer's output, torch vs NumPy
+"""
+
+from .bridge import check_network, deeptaylor, from_network, to_array
+from .compare import LayerCheck, MismatchError, Report, compare
+from .network import ReferenceNetwork
+from .rules import stab
+from .targets import class_filter
+
+__all__ = [
+    "LayerCheck",
+    "MismatchError",
+    "ReferenceNetwork",
+    "Report",
+    "check_network",
+    "class_filter",
+    "compare",
+    "deeptaylor",
+    "from_network",
+    "stab",
+    "to_array",
+]

@@ -1,0 +1,73 @@
+"""From a torch ``Network`` to its NumPy twin, and the engine-vs-reference checks behind ``Network.test``.
+
+Torch-free: tensors are read through their own ``detach().cpu().numpy()``; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import TargetError
+from .compare import Report, compare
+from .network import ReferenceNetwork
+
+Array = np.ndarray
+
+
+def to_array(value: Any) -> Any:
+    """A torch tensor (any device) as a NumPy array; anything else unchanged."""
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else value
+
+
+def from_network(net: Any) -> ReferenceNetwork:
+    """The NumPy twin of a ``lrpkit.Network``: same layers, a copy of its weights (in the network's dtype)."""
+    weights = {name: np.array(to_array(value)) for name, value in net.state_dict().items()}
+    return ReferenceNetwork.from_spec(net.spec(), weights)
+
+
+def check_network(
+    net: Any, x: Any, method: Any = None, target: Any = "pred", atol: float = 1e-5, rtol: float = 0.0, **options: Any
+) -> Report:
+    """Compares torch and NumPy layer by layer: outputs (``method=None``) or ``net.layerwise_lrp`` relevances.
+
+    Returns the :class:`Report`; raises :class:`MismatchError` naming the first layer that differs.
+    ``options`` (``bounds``, ``maxpool``) go to both sides.
+    """
+    x = net.check_input(x)
+    twin, xn = from_network(net), to_array(x)
+    if method is None:
+        ours, theirs = net.activations(x), twin.activations(xn)
+        labels = ["input", *(f"output of layer {i}: {layer!r}" for i, layer in enumerate(twin.layers))]
+        what = "layer outputs"
+    else:
+        ours = net.layerwise_lrp(x, target, method, **options)
+        theirs = twin.layerwise_lrp(xn, to_array(target), method, **_numpy_options(options))
+        labels = [f"R[{i}] into layer {i}: {layer!r}" for i, layer in enumerate(twin.layers)]
+        labels.append(f"R[{len(twin.layers)}] start (logits * filter)")
+        what = f"relevances of method {method!r}"
+    return compare([to_array(t) for t in ours], theirs, labels, what, atol, rtol)
+
+
+def _numpy_options(options: dict[str, Any]) -> dict[str, Any]:
+    bounds = options.get("bounds")
+    if bounds is None:
+        return options
+    return {**options, "bounds": tuple(to_array(b) for b in bounds)}
+
+
+def deeptaylor(net: Any, x: Any, target: Any) -> tuple[Array, Array]:
+    """``(heatmaps, R)``: deep-Taylor input relevance from the NumPy twin, and ``R = logits * filter``.
+
+    The heatmaps have the shape of ``x``; each sums to the sample's ``relu(R)`` total (deep Taylor starts
+    from the rectified logits).
+    """
+    if isinstance(target, str) and target == "all":
+        raise TargetError("get_numpy_deeptaylor explains one filter per call; use lrp(x, 'all', 'deeptaylor')")
+    from .targets import class_filter
+
+    twin, xn = from_network(net), np.asarray(to_array(x))
+    logits = twin.forward(xn)
+    R = logits * class_filter(to_array(target), logits)
+    return twin.lrp(xn, to_array(target), "deeptaylor"), R

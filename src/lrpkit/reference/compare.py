@@ -1,0 +1,84 @@
+"""Layer-by-layer comparison of two lists of arrays (engine vs reference), with a readable report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import LrpkitError
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    """One layer boundary: the largest absolute difference and the largest reference magnitude."""
+
+    label: str
+    shape: tuple[int, ...]
+    max_abs_diff: float
+    scale: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    """Per-layer results of comparing ``what`` (outputs or relevances) within ``atol + rtol * scale``."""
+
+    what: str
+    atol: float
+    rtol: float
+    checks: tuple[LayerCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((c.max_abs_diff for c in self.checks), default=0.0)
+
+    def first_failure(self) -> LayerCheck | None:
+        return next((c for c in self.checks if not c.ok), None)
+
+    def __str__(self) -> str:
+        rows = [f"{self.what}: atol={self.atol:g}, rtol={self.rtol:g}", f"{'':4}{'layer':<44} {'shape':<20} max|diff|"]
+        for c in self.checks:
+            rows.append(f"{'ok' if c.ok else 'FAIL':<4}{c.label:<44} {c.shape!s:<20} {c.max_abs_diff:.3g}")
+        return "\n".join(rows)
+
+
+class MismatchError(LrpkitError, AssertionError):
+    """The engine and the NumPy reference disagree; ``.report`` holds every layer's result."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def compare(
+    ours: Sequence[Array], reference: Sequence[Array], labels: Sequence[str], what: str, atol: float, rtol: float = 0.0
+) -> Report:
+    """Compares array ``k`` of ``ours`` with array ``k`` of ``reference``; raises :class:`MismatchError`."""
+    checks = tuple(_check(a, b, label, atol, rtol) for a, b, label in zip(ours, reference, labels, strict=True))
+    report = Report(what, atol, rtol, checks)
+    bad = report.first_failure()
+    if bad is not None:
+        raise MismatchError(
+            f"{what} differ first at {bad.label}: max |engine - reference| = {bad.max_abs_diff:.3g} "
+            f"> atol {atol:g} + rtol {rtol:g} * {bad.scale:.3g}\n{report}",
+            report,
+        )
+    return report
+
+
+def _check(a: Array, b: Array, label: str, atol: float, rtol: float) -> LayerCheck:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return LayerCheck(f"{label} (engine shape {a.shape})", b.shape, float("inf"), 0.0, False)
+    diff = float(np.max(np.abs(a - b), initial=0.0))
+    scale = float(np.max(np.abs(b), initial=0.0))
+    ok = bool(np.isfinite(diff)) and diff <= atol + rtol * scale
+    return LayerCheck(label, b.shape, diff, scale, ok)

@@ -15,7 +15,9 @@ the headline number). A higher MoRF AOPC means the explanation finds the evidenc
 
 from __future__ import annotations
 
+import inspect
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +146,7 @@ def pixel_flipping(
     The model is used as it is: put it in eval mode first.
     """
     images, original = _images(model, x)
-    _check_options(steps, region, order, per_step, batch_size, low, high)
+    _check_options(steps, region, fill, order, per_step, batch_size, low, high, seed)
     relevance = _relevance(relevance, images)
     values = _fill_values(fill, images, seed, low, high)
     ranks = _pixel_ranks(relevance, region, order, seed)
@@ -167,16 +169,21 @@ def _images(model: nn.Module, x: Any) -> tuple[torch.Tensor, torch.Size]:
     raise InputError(f"x must have shape (N, C, H, W), (N, H, W) or (N, D); got {tuple(shaped.shape)}")
 
 
-def _check_options(steps, region, order, per_step, batch_size, low, high) -> None:
+def _check_options(steps, region, fill, order, per_step, batch_size, low, high, seed) -> None:
     for name, value in (("steps", steps), ("region", region), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(f"pixel_flipping: {name} must be a positive integer, got {value!r}")
     if per_step is not None and (isinstance(per_step, bool) or not isinstance(per_step, int) or per_step < 1):
         raise SpecError(f"pixel_flipping: per_step must be None or a positive integer, got {per_step!r}")
+    if isinstance(fill, str) and fill not in FILLS:
+        raise SpecError(f"pixel_flipping: fill must be one of {', '.join(FILLS)}, a number or a tensor; got {fill!r}")
     if order not in ORDERS:
         raise SpecError(f"pixel_flipping: order must be one of {', '.join(ORDERS)}; got {order!r}")
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if not (numbers and math.isfinite(low) and math.isfinite(high) and low < high):
         raise SpecError(f"pixel_flipping: need finite low < high, got low={low!r}, high={high!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SpecError(f"pixel_flipping: seed must be an integer, got {seed!r}")
 
 
 def _relevance(relevance: Any, images: torch.Tensor) -> torch.Tensor:
@@ -251,3 +258,51 @@ def _score_all(model, images, original, target, ranks, values, counts, batch_siz
             logits = model_scores(model, batch.reshape(len(pair), *original[1:]))
             scores[start : start + len(pair)] = (logits * weights[sample]).sum(1).double()
     return scores.reshape(n, per).cpu()
+
+
+# -- comparing explanation methods ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Pixel flipping of several methods on the same inputs: results, relevances and seconds, keyed by name."""
+
+    results: dict[str, PixelFlippingResult]
+    relevances: dict[str, torch.Tensor]
+    seconds: dict[str, float]
+
+    def __repr__(self) -> str:
+        ranked = sorted(self.results.items(), key=lambda item: -item[1].aopc)
+        return "Comparison(" + ", ".join(f"{name}={result.aopc:.4g}" for name, result in ranked) + ")"
+
+
+def compare(model: nn.Module, x: Any, target: Target, methods: Sequence[Any], **options: Any) -> Comparison:
+    """Explains ``x`` with every method (baseline name or LRP method spec) and runs :func:`pixel_flipping`.
+
+    ``options`` go to :func:`pixel_flipping` (steps, region, fill, order, per_step, batch_size, seed, low,
+    high). All methods are checked before any work starts; relevances are kept on the CPU.
+    """
+    from .attribution import attribute, check_method, describe
+
+    for method in methods:
+        check_method(method)
+    _check_compare_options(options)
+    results, relevances, seconds = {}, {}, {}
+    for name, method in zip(describe(methods), methods, strict=True):
+        start = time.perf_counter()
+        relevance = attribute(model, x, target, method).detach()
+        results[name] = pixel_flipping(model, x, target, relevance, **options)
+        seconds[name] = time.perf_counter() - start
+        relevances[name] = relevance.cpu()
+    return Comparison(results, relevances, seconds)
+
+
+def _check_compare_options(options: dict[str, Any]) -> None:
+    """Checks :func:`pixel_flipping` options (names and values) before any explanation is computed."""
+    try:
+        bound = inspect.signature(pixel_flipping).bind(None, None, None, None, **options)
+    except TypeError as err:
+        raise SpecError(f"pixel_flipping options: {err}") from None
+    bound.apply_defaults()
+    names = ("steps", "region", "fill", "order", "per_step", "batch_size", "low", "high", "seed")
+    _check_options(*(bound.arguments[name] for name in names))

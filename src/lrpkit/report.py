@@ -1,0 +1,297 @@
+"""The faithfulness report of :func:`lrpkit.evaluate.compare`: AOPC table, curves, heatmaps, one HTML page.
+
+Table and figure functions are pure (results in, text or PNG bytes out); :func:`write_report` writes the files
+atomically: ``aopc.md``, ``aopc.csv``, ``curves.png``, ``heatmaps.png`` and ``report.html`` (self-contained:
+the images are inlined as base64 ``data:`` URLs). Intervals are 95% normal-approximation intervals of the mean
+over samples; "vs. reference" is the paired per-sample AOPC difference to one method (same images, same noise).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import InputError
+from .evaluate import Comparison, PixelFlippingResult, mean_interval
+
+Results = Mapping[str, PixelFlippingResult]
+COLUMNS = ("method", "aopc", "ci_low", "ci_high", "std", "samples", "delta", "delta_low", "delta_high", "seconds")
+
+
+# -- tables -----------------------------------------------------------------------------------------
+
+
+def reference_method(results: Results) -> str | None:
+    """The method the paired differences are taken against: ``random`` if present, else none."""
+    return "random" if "random" in results else None
+
+
+def rows(comparison: Comparison, reference: str | None = None) -> list[dict[str, Any]]:
+    """One dict per method (keys :data:`COLUMNS`), sorted by falling AOPC."""
+    results = comparison.results
+    if not results:
+        raise InputError("the comparison holds no methods")
+    reference = reference or reference_method(results)
+    base = results[reference].per_sample_aopc if reference else None
+    table = []
+    for name, result in results.items():
+        per_sample = result.per_sample_aopc
+        low, high = result.interval()
+        row = {"method": name, "aopc": result.aopc, "ci_low": low, "ci_high": high}
+        row |= {"std": float(per_sample.std()) if len(per_sample) > 1 else 0.0, "samples": len(per_sample)}
+        delta = per_sample - base if base is not None and len(base) == len(per_sample) else None
+        row |= _delta(delta) | {"seconds": comparison.seconds.get(name, float("nan"))}
+        table.append(row)
+    return sorted(table, key=lambda row: -row["aopc"])
+
+
+def _delta(delta: torch.Tensor | None) -> dict[str, float]:
+    if delta is None:
+        return {"delta": float("nan"), "delta_low": float("nan"), "delta_high": float("nan")}
+    low, high = mean_interval(delta)
+    return {"delta": float(delta.mean()), "delta_low": low, "delta_high": high}
+
+
+def markdown_table(table: list[dict[str, Any]], reference: str | None = None) -> str:
+    """A Markdown table of :func:`rows` output."""
+    head = ["method", "AOPC", "95% interval", "samples", "s"]
+    if reference:
+        head.insert(3, f"vs. {reference} [95%]")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table:
+        cells = [f"`{row['method']}`", f"{row['aopc']:.4f}", f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"]
+        cells += [str(row["samples"]), f"{row['seconds']:.2f}"]
+        if reference:
+            cells.insert(3, f"{row['delta']:+.4f} [{row['delta_low']:+.4f}, {row['delta_high']:+.4f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(table: list[dict[str, Any]]) -> str:
+    """CSV text with a header line of :data:`COLUMNS`; numbers with full precision."""
+    lines = [",".join(COLUMNS)]
+    for row in table:
+        lines.append(",".join(_csv_cell(row[key]) for key in COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def curves_png(results: Results) -> bytes:
+    """Mean perturbation curve per method with its 95% band, against the fraction of regions replaced."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    for name, result in sorted(results.items(), key=lambda item: -item[1].aopc):
+        curves = result.curves
+        mean = curves.mean(0).numpy()
+        half = 1.96 * curves.std(0).numpy() / max(len(curves), 1) ** 0.5 if len(curves) > 1 else 0 * mean
+        fraction = result.fractions.numpy()
+        (line,) = ax.plot(fraction, mean, label=f"{name} (AOPC {result.aopc:.3f})")
+        ax.fill_between(fraction, mean - half, mean + half, color=line.get_color(), alpha=0.15, linewidth=0)
+    first = next(iter(results.values()))
+    ax.set_xlabel(f"fraction of {first.region}x{first.region} regions replaced ({first.order}, fill {first.fill})")
+    ax.set_ylabel("target score f(x) (logit)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(figure)
+
+
+def heatmaps_png(images: torch.Tensor, relevances: Mapping[str, torch.Tensor], count: int = 6) -> bytes:
+    """A grid: one row per image (the first ``count``), the input and then one heatmap per method."""
+    from matplotlib.figure import Figure
+
+    from .colormaps import heatmap
+
+    count = min(count, len(images))
+    names = list(relevances)
+    figure = Figure(figsize=(1.35 * (len(names) + 1), 1.45 * count), layout="constrained")
+    axes = figure.subplots(count, len(names) + 1, squeeze=False)
+    for i in range(count):
+        image = images[i].detach().cpu().double()
+        axes[i, 0].imshow(image.reshape(-1, *image.shape[-2:]).sum(0).numpy(), cmap="gray")
+        for j, name in enumerate(names, start=1):
+            relevance = relevances[name][i].detach().cpu().double().reshape(image.shape)
+            axes[i, j].imshow(heatmap(relevance.reshape(-1, *image.shape[-2:])))
+    for j, title in enumerate(["input", *names]):
+        axes[0, j].set_title(title, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _png(figure)
+
+
+# -- the HTML page ----------------------------------------------------------------------------------
+
+
+def html_page(
+    title: str,
+    table: list[dict[str, Any]],
+    figures: Mapping[str, bytes],
+    details: Mapping[str, Any],
+    reference: str | None = None,
+) -> str:
+    """One self-contained page: settings, the AOPC table and the figures as inline base64 PNGs."""
+    settings = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in details.items())
+    head = ["method", "AOPC", "95% interval", *([f"vs. {reference} [95%]"] if reference else []), "samples", "s"]
+    body = "".join(_html_row(row, reference is not None) for row in table)
+    images = "".join(
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, png in figures.items()
+    )
+    return _TEMPLATE.format(
+        title=html.escape(title),
+        settings=settings,
+        head="".join(f"<th>{html.escape(h)}</th>" for h in head),
+        body=body,
+        images=images,
+    )
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _html_row(row: dict[str, Any], with_delta: bool) -> str:
+    cells = [f"<code>{html.escape(row['method'])}</code>", f"{row['aopc']:.4f}"]
+    cells.append(f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+    if with_delta:
+        cells.append(f"{row['delta']:+.4f} [{row['delta_low']:+.4f}, {row['delta_high']:+.4f}]")
+    cells += [str(row["samples"]), f"{row['seconds']:.2f}"]
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }}
+td {{ font-variant-numeric: tabular-nums; }}
+thead th {{ background: #f0f0f0; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
+figcaption {{ color: #555; font-size: 0.9em; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>Pixel flipping / region perturbation (Samek et al., IEEE TNNLS 2017). AOPC = mean over samples of
+1/(L+1) &sum;<sub>k=0..L</sub> [f(x<sub>0</sub>) &minus; f(x<sub>k</sub>)]; with MoRF order, higher means the
+heatmap finds the evidence the model uses. Intervals: 95%, normal approximation over samples.</p>
+<table>{settings}</table>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{images}
+</body></html>
+"""
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+
+def write_report(
+    out: str | Path,
+    comparison: Comparison,
+    images: torch.Tensor | None = None,
+    title: str = "lrpkit explanation faithfulness",
+    details: Mapping[str, Any] | None = None,
+    heatmap_count: int = 6,
+) -> dict[str, Path]:
+    """Writes ``aopc.md``, ``aopc.csv``, ``curves.png``, ``heatmaps.png`` (with ``images``) and ``report.html``."""
+    from .pictures import atomic_write
+
+    reference = reference_method(comparison.results)
+    table = rows(comparison, reference)
+    figures = {"Mean perturbation curves (95% bands)": curves_png(comparison.results)}
+    if images is not None and heatmap_count > 0:
+        figures["Inputs and heatmaps per method"] = heatmaps_png(images, comparison.relevances, heatmap_count)
+    texts = {
+        "aopc.md": markdown_table(table, reference).encode(),
+        "aopc.csv": csv_table(table).encode(),
+        "curves.png": figures["Mean perturbation curves (95% bands)"],
+        "heatmaps.png": figures.get("Inputs and heatmaps per method"),
+        "report.html": html_page(title, table, figures, dict(details or {}), reference).encode(),
+    }
+    out = Path(out)
+    return {
+        name: atomic_write(out / name, lambda file, data=data: file.write(data))
+        for name, data in texts.items()
+        if data is not None
+    }
+
+
+# -- the evaluate-methods command -------------------------------------------------------------------
+
+DEFAULT_METHODS = "deeptaylor,zbab,epsilon_plus,simple,sensitivity,gradient,gradxinput,random"
+
+
+def parse_methods(text: str) -> list[Any]:
+    """``"deeptaylor,ab:2,random"`` -> ``["deeptaylor", ["ab", 2.0], "random"]`` (``name:param`` for rules)."""
+    from .attribution import check_method
+    from .errors import SpecError
+
+    items = [part.strip() for part in text.split(",")]
+    if not all(items):
+        raise SpecError(f"--methods: expected comma-separated method names, got {text!r}")
+    methods: list[Any] = []
+    for item in items:
+        name, *params = item.split(":")
+        try:
+            method = [name, *map(float, params)] if params else name
+        except ValueError:
+            raise SpecError(f"--methods: {item!r} is not name or name:number") from None
+        check_method(method)
+        methods.append(method)
+    return methods
+
+
+def evaluate_methods(
+    model: Any,
+    split: Any,
+    methods: list[Any],
+    out: str | Path,
+    n: int = 500,
+    target: str = "pred",
+    seed: int = 0,
+    details: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> tuple[Comparison, dict[str, Path]]:
+    """Pixel flipping of ``n`` images of ``split`` (a seeded random subset) for every method; writes the report.
+
+    ``target``: ``"pred"`` (the predicted class) or ``"true"`` (the true label). ``options`` go to
+    :func:`lrpkit.evaluate.pixel_flipping`; ``details`` (e.g. the model path) head the report's settings.
+    """
+    from .errors import SpecError
+    from .evaluate import compare
+
+    if target not in ("pred", "true"):
+        raise SpecError(f"target must be 'pred' or 'true', got {target!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpecError(f"n must be a positive integer, got {n!r}")
+    pick = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n]
+    images, labels = split.images[pick], split.labels[pick]
+    comparison = compare(model, images, labels if target == "true" else "pred", methods, seed=seed, **options)
+    first = next(iter(comparison.results.values()))
+    settings = {**(details or {}), "samples": len(images), "target": target, "steps": first.curves.shape[1] - 1}
+    settings |= {"region": first.region, "order": first.order, "fill": first.fill, "seed": seed}
+    return comparison, write_report(out, comparison, images, details=settings)

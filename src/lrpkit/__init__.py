@@ -49,6 +49,7 @@ _EXPORTS = {
     ),
     "load": "io",
     "mnist": "data",
+    **dict.fromkeys(["layerwise_lrp", "lrp"], "lrp"),
     **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
     **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
     "heatmap": "colormaps",

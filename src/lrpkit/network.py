@@ -175,6 +175,26 @@ class Network(nn.Module):
 
         return load(path)
 
+    # -- explaining (see lrp.py) ---------------------------------------------------------------------
+
+    def lrp(self, x: torch.Tensor, target: Any, method: Any = "simple", **kwargs: Any) -> torch.Tensor:
+        """The input relevance of ``x`` for ``target`` (x's shape); see :func:`lrpkit.lrp`."""
+        from .lrp import lrp
+
+        return lrp(self, x, target, method, **kwargs)
+
+    def layerwise_lrp(self, x: torch.Tensor, target: Any, method: Any = "simple", **kwargs: Any) -> list:
+        """Relevance at every layer boundary, ``R[0]`` input ... ``R[-1]`` readout; see :func:`lrpkit.layerwise_lrp`."""
+        from .lrp import layerwise_lrp
+
+        return layerwise_lrp(self, x, target, method, **kwargs)
+
+    def conservation_check(self, heatmaps: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """Per sample ``|sum(heatmap) - sum(R)|`` (R: the readout relevance ``R[-1]`` or its total per sample)."""
+        from .lrp import conservation_gap
+
+        return conservation_gap(heatmaps, R)
+
 
 # -- ready-made architectures -------------------------------------------------------------------
 

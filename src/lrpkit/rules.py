@@ -1,0 +1,320 @@
+"""The torch math of every LRP rule on a Linear or Conv2d layer (definitions: docs/lrp-rules.md).
+
+Every rule is the four steps of Montavon et al. 2019 (sec. 10.2.2) on one shared abstraction,
+:class:`WeightedLayer`, which offers the layer's bias-free op and its transpose:
+
+1. ``z_j = stab(sum_i a_i rho(w_ij))``   -- ``layer.forward(a, rho(w))`` (or free: recorded in the forward pass)
+2. ``s_j = R_j / z_j``                    -- per neuron, computed once for the batch, broadcast over targets
+3. ``c_i = sum_j rho(w_ij) s_j``          -- ``layer.backward(s, rho(w), in_shape)``
+4. ``R_i = a_i c_i``
+
+Relevance carries a leading target dimension: ``R`` has shape ``(K, N, *out_shape)`` (K = 1 for one target,
+K = C for every class at once) while the recorded activations are ``(N, ...)``; the returned input relevance
+is ``(K, N, *in_shape)``. Modified weights (``w+``, ``w-``, ``w^2``, ones, ``w + gamma w+-``) are computed
+lazily, once per explanation. Known non-negative inputs (after a ReLU) skip every ``a-`` term.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import SpecError
+from .methods import STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Rule, Simple, WSquare, ZBox
+
+Pair = tuple[int, int]
+
+
+def stab(d: Tensor, epsilon: float) -> Tensor:
+    """``d + epsilon * sign(d)`` with ``sign(0) = +1``: moves denominators away from zero, keeping their sign."""
+    return torch.where(d >= 0, d + epsilon, d - epsilon)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the forward pass recorded at one weighted layer.
+
+    ``a``: the input ``(N, *in_shape)``; ``z``: the bias-free output ``sum_i a_i w_ij``; ``out``: ``z + b``
+    (the layer's real output); ``nonneg``: ``a >= 0`` everywhere (so every ``a-`` term vanishes).
+    """
+
+    a: Tensor
+    z: Tensor
+    out: Tensor
+    nonneg: bool
+
+
+@dataclass(frozen=True, eq=False)
+class WeightedLayer:
+    """A Linear or Conv2d layer (a following BatchNorm merged in) as the two ops every rule is built from.
+
+    ``forward(x, w)`` is the layer's op without bias (``F.linear`` on ``x`` flattened to ``(N, features)``,
+    or ``F.conv2d`` with the layer's stride, padding, dilation and groups); ``backward(s, w, in_shape)`` its
+    transpose (``s @ w`` or ``F.conv_transpose2d``). Modified weights are cached on first use.
+    """
+
+    weight: Tensor
+    bias: Tensor | None = None
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+    _gamma_cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_module(cls, module: nn.Module, batchnorm: nn.Module | None = None) -> WeightedLayer:
+        """Reads an ``nn.Linear`` / ``nn.Conv2d`` (never modifying it); ``batchnorm`` (eval statistics) is merged."""
+        weight = module.weight.detach()
+        bias = None if module.bias is None else module.bias.detach()
+        if batchnorm is not None:
+            weight, bias = _merge_batchnorm(weight, bias, batchnorm)
+        if isinstance(module, nn.Linear):
+            return cls(weight, bias)
+        return cls(weight, bias, module.stride, _conv_padding(module), module.dilation, module.groups)
+
+    @property
+    def conv(self) -> bool:
+        return self.weight.dim() == 4
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        """``sum_i x_i w_ij`` for each output ``j`` (no bias); ``x`` is ``(N, *in_shape)``."""
+        if self.conv:
+            return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+        return F.linear(x.flatten(1), w)
+
+    def backward(self, s: Tensor, w: Tensor, in_shape: tuple[int, ...]) -> Tensor:
+        """``c_i = sum_j w_ij s_j``: ``s`` is ``(K, N, *out_shape)``, the result ``(K, N, *in_shape)``."""
+        flat = s.flatten(0, 1)
+        if self.conv:
+            extra = self._output_padding(flat, in_shape)
+            c = F.conv_transpose2d(flat, w, None, self.stride, self.padding, extra, self.groups, self.dilation)
+        else:
+            c = flat @ w
+        return c.reshape(*s.shape[:2], *in_shape)
+
+    def _output_padding(self, s: Tensor, in_shape: tuple[int, ...]) -> Pair:
+        """The rows/columns the strided forward op ignored at the bottom/right of its input."""
+        sizes = []
+        for d in range(2):
+            span = (s.shape[2 + d] - 1) * self.stride[d] - 2 * self.padding[d]
+            sizes.append(in_shape[1 + d] - span - self.dilation[d] * (self.weight.shape[2 + d] - 1) - 1)
+        return (sizes[0], sizes[1])
+
+    def with_bias(self, z: Tensor, bias: Tensor | None) -> Tensor:
+        """``z + b`` with ``b`` broadcast over the batch (and the spatial dimensions of a conv)."""
+        if bias is None:
+            return z
+        return z + (bias.view(-1, 1, 1) if self.conv else bias)
+
+    @cached_property
+    def positive(self) -> Tensor:
+        return self.weight.clamp(min=0)
+
+    @cached_property
+    def negative(self) -> Tensor:
+        return self.weight.clamp(max=0)
+
+    @cached_property
+    def squared(self) -> Tensor:
+        return self.weight * self.weight
+
+    @cached_property
+    def ones(self) -> Tensor:
+        return torch.ones_like(self.weight)
+
+    def gamma_weights(self, gamma: float) -> tuple[Tensor, Tensor]:
+        """``(w + gamma w+, w + gamma w-)``, cached per gamma."""
+        if gamma not in self._gamma_cache:
+            self._gamma_cache[gamma] = (self.weight + gamma * self.positive, self.weight + gamma * self.negative)
+        return self._gamma_cache[gamma]
+
+    def bias_part(self, sign: int) -> Tensor | None:
+        """``b+`` (sign > 0) or ``b-`` (sign < 0); None without bias."""
+        if self.bias is None:
+            return None
+        return self.bias.clamp(min=0) if sign > 0 else self.bias.clamp(max=0)
+
+    def ones_forward(self, w: Tensor, like: Tensor) -> Tensor:
+        """``sum_i 1 * w_ij`` over each receptive field, as ``(1, *out_shape)`` (padding counts nothing)."""
+        return self.forward(like.new_ones((1, *like.shape[1:])), w)
+
+    def __repr__(self) -> str:
+        kind = "Conv2d" if self.conv else "Linear"
+        extra = f", stride={self.stride}, padding={self.padding}, dilation={self.dilation}" if self.conv else ""
+        return f"WeightedLayer({kind}, weight={tuple(self.weight.shape)}, bias={self.bias is not None}{extra})"
+
+
+def _conv_padding(module: nn.Conv2d) -> Pair:
+    if module.padding_mode != "zeros":
+        raise SpecError(f"Conv2d with padding_mode={module.padding_mode!r} is not supported (only 'zeros')")
+    if module.padding == "valid":
+        return (0, 0)
+    if module.padding == "same":
+        total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+        if any(t % 2 for t in total):
+            raise SpecError("Conv2d with padding='same' and an even (dilated) kernel pads unevenly; not supported")
+        return (total[0] // 2, total[1] // 2)
+    return tuple(module.padding)  # type: ignore[return-value]
+
+
+def _merge_batchnorm(weight: Tensor, bias: Tensor | None, bn: nn.Module) -> tuple[Tensor, Tensor]:
+    """``w' = w g / sigma``, ``b' = (b - mu) g / sigma + beta`` with ``sigma = sqrt(var + eps)`` (new tensors)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise SpecError(f"{type(bn).__name__} without running statistics (track_running_stats=False) cannot be merged")
+    if bn.num_features != weight.shape[0]:
+        raise SpecError(f"{type(bn).__name__}({bn.num_features}) follows a layer with {weight.shape[0]} outputs")
+    scale = (bn.running_var + bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach()
+    shift = bn.bias.detach() if bn.bias is not None else torch.zeros_like(scale)
+    bias = torch.zeros_like(scale) if bias is None else bias
+    new_weight = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
+    return new_weight, (bias - bn.running_mean) * scale + shift
+
+
+# -- the rules --------------------------------------------------------------------------------------
+
+
+def _share(layer: WeightedLayer, a: Tensor, R: Tensor, factor: Tensor, w: Tensor) -> Tensor:
+    """Steps 2-4 with ``s = R * factor``: ``R_i = a_i sum_j w_ij s_j``."""
+    return a * layer.backward(R * factor, w, a.shape[1:])
+
+
+def simple(rule: Simple, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
+    """LRP-0: ``R_i = a_i sum_j w_ij R_j / (z_j + 1e-12)`` -- 1 transposed op."""
+    z = rec.out if rule.bias else rec.z  # step 1: free, recorded
+    return _share(layer, rec.a, R, 1.0 / (z + rule.stabilizer), layer.weight)
+
+
+def epsilon(rule: Epsilon, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
+    """LRP-epsilon: ``R_i = a_i sum_j w_ij R_j / stab(z_j)`` -- 1 transposed op."""
+    z = rec.out if rule.bias else rec.z
+    return _share(layer, rec.a, R, 1.0 / stab(z, rule.epsilon), layer.weight)
+
+
+def _positive_sum(layer: WeightedLayer, rec: Recorded) -> Tensor:
+    """``sum_i p_ij`` with ``p_ij = a+_i w+_ij + a-_i w-_ij`` (1 forward op with non-negative inputs, else 2)."""
+    if rec.nonneg:
+        return layer.forward(rec.a, layer.positive)
+    return layer.forward(rec.a.clamp(min=0), layer.positive) + layer.forward(rec.a.clamp(max=0), layer.negative)
+
+
+def _negative_sum(layer: WeightedLayer, rec: Recorded, P: Tensor) -> Tensor:
+    """``sum_i n_ij = z - P``, free; recomputed with forward ops only if rounding may have swallowed it somewhere."""
+    N = rec.z - P
+    tolerance = 64 * torch.finfo(N.dtype).eps
+    if not bool((N.abs() <= tolerance * (P + rec.z.abs())).any()):
+        return N
+    if rec.nonneg:
+        return layer.forward(rec.a, layer.negative)
+    return layer.forward(rec.a.clamp(min=0), layer.negative) + layer.forward(rec.a.clamp(max=0), layer.positive)
+
+
+def _split(layer: WeightedLayer, a: Tensor, s: Tensor, w_same: Tensor, w_other: Tensor, nonneg: bool) -> Tensor:
+    """``a+_i sum_j w_same_ij s_j + a-_i sum_j w_other_ij s_j`` (the ``a-`` half skipped for ``a >= 0``)."""
+    c = layer.backward(s, w_same, a.shape[1:])
+    if nonneg:
+        return a * c
+    return a.clamp(min=0) * c + a.clamp(max=0) * layer.backward(s, w_other, a.shape[1:])
+
+
+def alpha_beta(rule: AlphaBeta, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
+    """LRP-alpha-beta: ``R_i = sum_j (alpha p_ij / stab(P_j) - beta n_ij / stab(N_j)) R_j``.
+
+    ``P = sum_i p_ij`` takes one ``w+`` forward op; ``N = z - P`` is free (recomputed where it is too small
+    to trust). A sum whose terms are all zero shares nothing (its factor is 0 rather than ``1 / eps``).
+    Non-negative inputs: 2 transposed ops (``w+``, ``w-``), 1 for z+; inputs of either sign: twice that.
+    """
+    P = _positive_sum(layer, rec)  # step 1
+    P_total = layer.with_bias(P, layer.bias_part(+1)) if rule.bias else P
+    R_in = _split(layer, rec.a, R * _factor(rule.alpha, P_total), layer.positive, layer.negative, rec.nonneg)
+    if not rule.beta:
+        return R_in
+    N = _negative_sum(layer, rec, P)
+    N_total = layer.with_bias(N, layer.bias_part(-1)) if rule.bias else N
+    return R_in - _split(layer, rec.a, R * _factor(rule.beta, N_total), layer.negative, layer.positive, rec.nonneg)
+
+
+def _factor(scale: float, total: Tensor) -> Tensor:
+    """``scale / stab(total)``, and 0 where ``total`` is exactly 0 (no contribution of that sign at all)."""
+    return torch.where(total == 0, 0.0, scale / stab(total, STABILIZER))
+
+
+def zbox(rule: ZBox, layer: WeightedLayer, rec: Recorded, R: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """LRP-zB: ``q_ij = a_i w_ij - l_i w+_ij - h_i w-_ij``, ``R_i = sum_j q_ij / stab(sum_i q_ij) R_j``.
+
+    ``low``/``high`` are ``(1, *in_shape)``, so their forward ops run on one sample. With
+    ``w- = w - w+`` the result is ``(a - h) w^T s + (h - l) w+^T s``: 2 transposed ops.
+    """
+    q = rec.z - layer.forward(low, layer.positive) - layer.forward(high, layer.negative)  # step 1
+    if rule.bias:
+        q = layer.with_bias(q, layer.bias)
+    s = R / stab(q, STABILIZER)  # step 2
+    in_shape = rec.a.shape[1:]
+    c, c_plus = layer.backward(s, layer.weight, in_shape), layer.backward(s, layer.positive, in_shape)  # step 3
+    return (rec.a - high) * c + (high - low) * c_plus  # step 4
+
+
+def wsquare(rule: WSquare, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
+    """LRP-w^2: ``R_i = sum_j w_ij^2 / stab(sum_i w_ij^2) R_j`` (input-independent; bias ignored)."""
+    return _uniform(layer, rec, R, layer.squared)
+
+
+def flat(rule: Flat, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
+    """LRP-flat: ``R_i = sum_j R_j / stab(n_j)``, ``n_j`` = inputs in the receptive field of ``j`` (no padding)."""
+    return _uniform(layer, rec, R, layer.ones)
+
+
+def _uniform(layer: WeightedLayer, rec: Recorded, R: Tensor, w: Tensor) -> Tensor:
+    total = layer.ones_forward(w, rec.a)  # step 1 on an all-ones input, (1, *out_shape)
+    return layer.backward(R / stab(total, STABILIZER), w, rec.a.shape[1:])  # steps 2-3; no step 4
+
+
+def gamma(rule: Gamma, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
+    """LRP-gamma (generalised): ``u_ij`` for outputs > 0, ``v_ij`` for outputs < 0 (see ``lrpkit.Gamma``).
+
+    With ``P = sum_i p_ij`` (one ``w+`` forward op): ``sum_i u_ij = z + gamma P`` and
+    ``sum_i v_ij = z + gamma (z - P)``. Non-negative inputs: 2 transposed ops (``w + gamma w+``,
+    ``w + gamma w-``); inputs of either sign: 4.
+    """
+    P = _positive_sum(layer, rec)  # step 1
+    U, V = rec.z + rule.gamma * P, rec.z + rule.gamma * (rec.z - P)
+    if rule.bias and layer.bias is not None:
+        U = layer.with_bias(U, layer.bias + rule.gamma * layer.bias_part(+1))
+        V = layer.with_bias(V, layer.bias + rule.gamma * layer.bias_part(-1))
+    zero = rec.out.new_zeros(())
+    s_u = R * torch.where(rec.out > 0, 1.0 / stab(U, STABILIZER), zero)  # step 2, by the sign of the output
+    s_v = R * torch.where(rec.out < 0, 1.0 / stab(V, STABILIZER), zero)
+    w_up, w_down = layer.gamma_weights(rule.gamma)
+    return _split(layer, rec.a, s_u, w_up, w_down, rec.nonneg) + _split(layer, rec.a, s_v, w_down, w_up, rec.nonneg)
+
+
+RuleStep = Callable[..., Tensor]
+STEPS: dict[type[Rule], RuleStep] = {
+    Simple: simple,
+    Epsilon: epsilon,
+    AlphaBeta: alpha_beta,
+    ZBox: zbox,
+    WSquare: wsquare,
+    Flat: flat,
+    Gamma: gamma,
+}
+
+
+def propagate(
+    rule: Rule, layer: WeightedLayer, rec: Recorded, R: Tensor, bounds: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
+    """The input relevance ``(K, N, *in_shape)`` of one weighted layer under ``rule``; ``bounds`` for zB."""
+    step = next((fn for cls, fn in STEPS.items() if isinstance(rule, cls)), None)
+    if step is None:
+        raise SpecError(f"no torch implementation for rule {rule!r}; known: {', '.join(c.__name__ for c in STEPS)}")
+    if isinstance(rule, ZBox):
+        if bounds is None:
+            raise SpecError("ZBox needs bounds (low, high)")
+        return step(rule, layer, rec, R, *bounds)
+    return step(rule, layer, rec, R)

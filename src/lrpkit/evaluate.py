@@ -142,7 +142,7 @@ def pixel_flipping(
     (noise in [low, high], drawn once per input element from ``seed``, so the noise of a sample depends on its
     position in the batch), ``"zeros"``, ``"mean"`` (each image's own per-channel mean), ``"low"``, a number, or
     a tensor of ``x``'s shape. ``target`` (class, class ids, filter or ``"pred"``) is fixed on the unperturbed
-    inputs. All ``N * (steps+1)`` perturbed inputs are built with index ops and scored ``batch_size`` at a time.
+    inputs. All ``N * (steps+1)`` perturbed inputs are built with broadcast masks and scored ``batch_size`` at a time.
     The model is used as it is: put it in eval mode first.
     """
     images, original = _images(model, x)
@@ -231,7 +231,7 @@ def _pixel_ranks(relevance: torch.Tensor, region: int, order: str, seed: int) ->
     sequence = torch.sort(scores, dim=1, descending=order != "lerf", stable=True).indices
     rank = torch.empty_like(sequence)
     rank.scatter_(1, sequence, torch.arange(count, device=relevance.device).expand(n, count))
-    return rank[:, ids]
+    return rank[:, ids].to(torch.int32)
 
 
 def _flip_counts(regions: int, steps: int, per_step: int | None) -> torch.Tensor:
@@ -243,21 +243,22 @@ def _flip_counts(regions: int, steps: int, per_step: int | None) -> torch.Tensor
 
 
 def _score_all(model, images, original, target, ranks, values, counts, batch_size) -> torch.Tensor:
-    """Scores every (sample, step) pair; pair ``p`` is sample ``p // (steps+1)`` after step ``p % (steps+1)``."""
+    """``(N, steps+1)`` target scores, in blocks of whole samples x runs of steps (<= ``batch_size`` inputs each)."""
     n, c, h, w = images.shape
     per = len(counts)
-    flat_x, flat_fill = images.reshape(n, c, h * w), values.reshape(n, c, h * w)
-    scores = torch.empty(n * per, dtype=torch.float64, device=images.device)
+    flat_x, flat_fill = images.reshape(n, 1, c, h * w), values.reshape(n, 1, c, h * w)
+    samples, steps = max(1, batch_size // per), min(per, batch_size)
+    scores = torch.empty(n, per, dtype=torch.float64, device=images.device)
     with torch.inference_mode():
         weights = target_filter(model_scores(model, images.reshape(original)), target)
-        for start in range(0, n * per, batch_size):
-            pair = torch.arange(start, min(start + batch_size, n * per), device=images.device)
-            sample, step = pair // per, pair % per
-            flipped = (ranks[sample] < counts[step, None])[:, None, :]
-            batch = torch.where(flipped, flat_fill[sample], flat_x[sample])
-            logits = model_scores(model, batch.reshape(len(pair), *original[1:]))
-            scores[start : start + len(pair)] = (logits * weights[sample]).sum(1).double()
-    return scores.reshape(n, per).cpu()
+        for a in range(0, n, samples):
+            b = min(a + samples, n)
+            for k in range(0, per, steps):
+                flipped = ranks[a:b, None, None, :] < counts[None, k : k + steps, None, None]  # (B, K, 1, H*W)
+                batch = torch.where(flipped, flat_fill[a:b], flat_x[a:b])  # (B, K, C, H*W)
+                logits = model_scores(model, batch.reshape(-1, *original[1:])).reshape(b - a, -1, weights.shape[1])
+                scores[a:b, k : k + steps] = (logits * weights[a:b, None]).sum(2).double()
+    return scores.cpu()
 
 
 # -- comparing explanation methods ----------------------------------------------------------------

@@ -258,10 +258,10 @@ def _read(path) -> np.ndarray:
 
 def test_visualize_writes_a_grid_of_any_count(tmp_path, rng: np.random.Generator) -> None:
     relevance = rng.normal(size=(17, 1, 6, 5))
-    path = lrpkit.visualize(relevance, "bwr", tmp_path / "r.png", zoom=2, pad=1)
+    path = lrpkit.visualize(relevance, "bwr", tmp_path / "r.png", zoom=2, pad=1, fill=0.7)
     pixels = _read(path)
     assert path.name == "r.png" and pixels.shape == (4 * 12 + 3, 5 * 10 + 4, 3)  # 17 -> 4 rows of 5
-    expected = grid(lrpkit.heatmap(relevance, "bwr").repeat(2, axis=1).repeat(2, axis=2), None, 1)
+    expected = grid(lrpkit.heatmap(relevance, "bwr").repeat(2, axis=1).repeat(2, axis=2), None, 1, fill=0.7)
     np.testing.assert_allclose(pixels, expected, atol=0.5 / 255 + 1e-9)
 
 
@@ -330,10 +330,10 @@ def test_as_images_layouts(rng: np.random.Generator) -> None:
 
 
 def test_labels_must_fit_the_classes() -> None:
-    from lrpkit.pictures import _labels
+    from lrpkit.pictures import check_labels
 
-    np.testing.assert_array_equal(_labels([1, 2], 2, 10), [1, 2])
+    np.testing.assert_array_equal(check_labels([1, 2], 2, 10), [1, 2])
     with pytest.raises(TargetError, match=r"0\.\.9"):
-        _labels([1, 10], 2, 10)
+        check_labels([1, 10], 2, 10)
     with pytest.raises(TargetError, match="2 class ids"):
-        _labels([1], 2, 10)
+        check_labels([1], 2, 10)

@@ -100,12 +100,66 @@ def run_info(args: argparse.Namespace) -> None:
         print(f"{key}: {value}")
 
 
+# -- explain / filters -----------------------------------------------------------------------------
+
+
+def add_explain(sub: Any) -> None:
+    p = sub.add_parser("explain", help="heatmaps of a saved model's decisions on MNIST test images")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--method", default="deeptaylor", help="a rule or preset name, or JSON such as '[\"ab\", 2.0]'")
+    p.add_argument("--target", default="true", help="true, pred, all, none, or a class K (default: true)")
+    p.add_argument("--n", type=int, default=10, help="number of test images, spread evenly over the split")
+    _add_data(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the pictures and the relevance .npy")
+    p.add_argument("--cmap", default="heatmap", help="heatmap, tutorial, bwr, seismic, coldnhot or gray")
+
+
+def _method(text: str) -> Any:
+    if not text.lstrip().startswith("["):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SpecError(f"--method {text!r}: not valid JSON ({err})") from None
+
+
+def run_explain(args: argparse.Namespace) -> None:
+    from .explanation import explain_to_files, parse_target, spread
+    from .io import load
+
+    net = load(args.model)
+    parse_target(args.target, net.classes)  # fail before loading the data
+    test = _load_data(args).test
+    index = spread(len(test), args.n, "--n")
+    x, labels = test.images[index], test.labels[index]
+    result = explain_to_files(net, x, _method(args.method), args.target, args.out, labels=labels, cmap=args.cmap)
+    print("\n".join(str(path) for path in result.files))
+    error = result.conservation_error.max(initial=0.0)
+    print(f"conservation error: max |sum(heatmap) - R_top| = {error:.3g} ", end="")
+    print(f"({result.relative_error():.2g} of the largest |R_top|) over {args.n} images")
+
+
+def add_filters(sub: Any) -> None:
+    p = sub.add_parser("filters", help="draw the first layer's filters of a saved model")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--out", default="filters.png", metavar="PNG", help="picture to write (default: filters.png)")
+
+
+def run_filters(args: argparse.Namespace) -> None:
+    from .io import load
+    from .pictures import plot_filters
+
+    print(plot_filters(load(args.model), args.out))
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], None]]] = {
     "train": (add_train, run_train),
     "evaluate": (add_evaluate, run_evaluate),
     "info": (add_info, run_info),
+    "explain": (add_explain, run_explain),
+    "filters": (add_filters, run_filters),
 }
 
 

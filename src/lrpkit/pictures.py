@@ -20,6 +20,7 @@ import numpy as np
 from .colormaps import grid, heatmap, to_numpy, zoom
 from .errors import InputError, SpecError, TargetError
 
+GRID_FILL = 0.7  # separator gray: visible next to white (heatmap), light gray (tutorial) and black (coldnhot)
 FILTER_FILL = (0.9, 0.6, 0.1)  # separator colour of the filter grid (white and black are taken by the weights)
 
 
@@ -110,13 +111,15 @@ def visualize(
     alpha: float = 0.5,
     zoom: int = 1,
     pad: int = 1,
+    fill: float | tuple[float, float, float] = GRID_FILL,
 ) -> Path:
     """Writes a PNG grid of any number of images; ``x`` as in :func:`as_images`, or ``(N, K, C, H, W)``.
 
     ``cmap``: a colour map name (``"gray"`` for inputs, ``"heatmap"``, ``"tutorial"``, ...) or a function
     from the ``(N, C, H, W)`` batch to ``(N, H, W, 3)`` RGB (e.g. ``lrpkit.heatmap``). ``ncols`` defaults to
     ``ceil(sqrt(N))`` (to ``K`` for 5-D input: one row per sample). The other options go to
-    :func:`lrpkit.heatmap`; ``zoom`` enlarges every pixel. Returns the path written (``.png`` added if missing).
+    :func:`lrpkit.heatmap`; ``zoom`` enlarges every pixel; ``pad`` pixels of colour ``fill`` separate the images.
+    Returns the path written (``.png`` added if missing).
     """
     images, overlay, columns = _images_and_columns(x, overlay)
     if callable(cmap):
@@ -127,7 +130,7 @@ def visualize(
         if overlay is not None:
             overlay = as_images(overlay, "overlay")
         rgb = heatmap(images, cmap, symmetric=symmetric, normalize=normalize, overlay=overlay, alpha=alpha)
-    return write_png(grid(_zoom(rgb, zoom), ncols or columns, pad), path)
+    return write_png(grid(_zoom(rgb, zoom), ncols or columns, pad, fill), path)
 
 
 _zoom = zoom  # visualize's argument shadows the function name
@@ -136,7 +139,7 @@ _zoom = zoom  # visualize's argument shadows the function name
 # -- networks: inputs, explanations, first layers ----------------------------------------------------
 
 
-def _as_input(net: Any, x: Any) -> Any:
+def as_input(net: Any, x: Any) -> Any:
     """``x`` as a tensor with the dtype and device of ``net``'s parameters."""
     import torch
 
@@ -147,7 +150,7 @@ def _as_input(net: Any, x: Any) -> Any:
     return torch.as_tensor(to_numpy(x, "x"), **options)
 
 
-def _explain(net: Any, x: Any, target: Any, method: Any) -> Any:
+def engine_lrp(net: Any, x: Any, target: Any, method: Any) -> Any:
     """``net.lrp(x, target, method)`` for a Network, :func:`lrpkit.lrp.lrp` for any other model."""
     if hasattr(net, "lrp"):
         return net.lrp(x, target, method)
@@ -156,7 +159,7 @@ def _explain(net: Any, x: Any, target: Any, method: Any) -> Any:
     return lrp(net, x, target, method)
 
 
-def _labels(labels: Any, count: int, classes: int) -> np.ndarray | None:
+def check_labels(labels: Any, count: int, classes: int) -> np.ndarray | None:
     if labels is None:
         return None
     values = np.asarray(to_numpy(labels, "labels")).reshape(-1)
@@ -247,13 +250,13 @@ def plot_classes(
     """
     import torch
 
-    x = _as_input(net, x)
+    x = as_input(net, x)
     with torch.no_grad():
         logits = to_numpy(net(x), "logits")
     count, classes = logits.shape
-    truth = _labels(labels, count, classes)
+    truth = check_labels(labels, count, classes)
     predicted = logits.argmax(axis=1)
-    relevance = to_numpy(_explain(net, x, "all", method), "relevance")
+    relevance = to_numpy(engine_lrp(net, x, "all", method), "relevance")
     inputs = heatmap(as_images(x), "gray")
     figure = _figure(count, classes + 3)
     for i in range(count):
@@ -285,7 +288,11 @@ def _figure(rows: int, cols: int) -> Any:
 def _show(ax: Any, image: np.ndarray, title: str, bold: bool = False) -> None:
     ax.imshow(image, interpolation="nearest")
     ax.set_title(title, fontsize=7, fontweight="bold" if bold else "normal")
-    ax.set_axis_off()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():  # a thin frame, so that an all-neutral heatmap is still seen as one
+        spine.set_color("0.8")
+        spine.set_linewidth(0.5)
 
 
 def _method_name(method: Any) -> str:

@@ -1,0 +1,150 @@
+"""Everything ``lrpkit explain`` writes: input grid, heatmap grids, class grid, raw relevance, conservation error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .colormaps import colormap, to_numpy
+from .errors import SpecError, TargetError
+from .pictures import as_input, atomic_write, check_labels, engine_lrp, plot_classes, visualize
+
+TARGET_WORDS = ("true", "pred", "all", "none")
+
+
+@dataclass(frozen=True, repr=False)
+class Explained:
+    """What :func:`explain_to_files` wrote, the raw input relevance, and the conservation error per map.
+
+    ``start``: the relevance the method starts from, ``R_top`` = the target's logit (its ReLU for
+    ``deeptaylor``), per sample (``(N, C)`` for ``target="all"``); ``conservation_error = |sum(heatmap) - R_top|``.
+    """
+
+    files: tuple[Path, ...]
+    relevance: np.ndarray
+    start: np.ndarray
+    conservation_error: np.ndarray
+
+    def relative_error(self) -> float:
+        """The largest conservation error divided by the largest ``|R_top|`` (0 when nothing is explained)."""
+        scale = np.abs(self.start).max(initial=0.0)
+        return float(self.conservation_error.max(initial=0.0) / scale) if scale > 0 else 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"Explained({len(self.files)} files, relevance {self.relevance.shape}, max conservation error "
+            f"{self.conservation_error.max(initial=0.0):.3g})"
+        )
+
+
+def parse_target(target: Any, classes: int) -> str | int | None:
+    """``"true"``, ``"pred"``, ``"all"``, ``"none"``/None, or a class index in ``0..classes-1`` (int or digits)."""
+    if target is None or target == "none":
+        return None
+    if isinstance(target, str) and target in TARGET_WORDS:
+        return target
+    if isinstance(target, str) and target.strip().isdigit():
+        target = int(target)
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < classes:
+        words = ", ".join(TARGET_WORDS)
+        raise TargetError(f"target must be one of {words} or a class 0..{classes - 1}, got {target!r}")
+    return int(target)
+
+
+def spread(total: int, count: int, what: str = "count") -> np.ndarray:
+    """``count`` indices spread evenly over ``0..total-1`` (one per class in a split sorted by class)."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= total:
+        raise SpecError(f"{what} must be between 1 and {total} (the number of images), got {count!r}")
+    return np.linspace(0, total - 1, count).round().astype(np.int64)
+
+
+def _start_relevance(net: Any, method: Any, logits: np.ndarray) -> np.ndarray:
+    """The logits, or their ReLU where the method rectifies the top relevance (``deeptaylor``)."""
+    from .methods import resolve
+
+    return np.maximum(logits, 0.0) if resolve(method, _kinds(net)).rectify else logits
+
+
+def _kinds(net: Any) -> list[str]:
+    """One kind per layer, as :func:`lrpkit.methods.resolve` wants: "linear", "conv" or "other"."""
+    from torch import nn
+
+    from . import layers
+
+    if hasattr(net, "specs"):
+        return [{layers.Linear: "linear", layers.Conv: "conv"}.get(type(spec), "other") for spec in net.specs]
+    leaves = [m for m in net.modules() if not list(m.children())]
+    return ["linear" if isinstance(m, nn.Linear) else "conv" if isinstance(m, nn.Conv2d) else "other" for m in leaves]
+
+
+def _selected_start(
+    target: str | int | None, truth: np.ndarray | None, logits: np.ndarray, top: np.ndarray
+) -> np.ndarray:
+    """``R_top`` per sample for one target: the top relevance of the target class (0 for "none")."""
+    if target is None:
+        return np.zeros(len(top))
+    if target == "true" and truth is None:
+        raise TargetError("target 'true' needs the true labels (labels=...)")
+    index = truth if target == "true" else logits.argmax(axis=1) if target == "pred" else target
+    return top[np.arange(len(top)), np.broadcast_to(index, (len(top),))]
+
+
+def _stem(target: str | int | None) -> str:
+    names = {"true": "correct_class", "pred": "predicted_class", "all": "all_classes", None: "nothing"}
+    return names.get(target, f"class_{target}")  # type: ignore[arg-type]
+
+
+def _heatmap_files(relevance: np.ndarray, target: str | int | None, out: Path, cmap: str, zoom: int) -> list[Path]:
+    """One grid per explained class: ``class_K.png`` for every K ("all"), else one file named after the target."""
+    ncols = min(len(relevance), 10)
+    if target != "all":
+        return [visualize(relevance, cmap, out / f"{_stem(target)}.png", ncols, zoom=zoom)]
+    return [
+        visualize(relevance[:, k], cmap, out / f"class_{k}.png", ncols, zoom=zoom) for k in range(relevance.shape[1])
+    ]
+
+
+def write_npy(array: np.ndarray, path: str | Path) -> Path:
+    """Saves ``array`` as a ``.npy`` file, atomically."""
+    return atomic_write(path, lambda file: np.save(file, array, allow_pickle=False))
+
+
+def explain_to_files(
+    net: Any,
+    x: Any,
+    method: Any,
+    target: Any,
+    out: str | Path,
+    labels: Any = None,
+    cmap: str = "heatmap",
+    zoom: int = 3,
+    class_grid: bool = True,
+) -> Explained:
+    """Explains ``x`` for ``target`` and writes into ``out``: ``x.png`` (inputs), the heatmap grid(s), the raw
+    relevance (``.npy``, float64) and, with ``class_grid``, ``classes.png`` (:func:`plot_classes`).
+
+    ``target``: ``"true"`` (needs ``labels``; ``correct_class.png``), ``"pred"`` (``predicted_class.png``),
+    ``"all"`` (``class_0.png`` ...), ``"none"`` (``nothing.png``) or a class K (``class_K.png``).
+    """
+    import torch
+
+    colormap(cmap)  # unknown names fail before the work
+    x, out = as_input(net, x), Path(out)
+    with torch.no_grad():
+        logits = to_numpy(net(x), "logits")
+    truth = check_labels(labels, *logits.shape)
+    target = parse_target(target, logits.shape[1])
+    top = _start_relevance(net, method, logits)
+    start = top if target == "all" else _selected_start(target, truth, logits, top)
+    engine_target = torch.as_tensor(truth, device=x.device) if target == "true" else target
+    relevance = to_numpy(engine_lrp(net, x, engine_target, method), "relevance")
+    totals = relevance.reshape(*start.shape, -1).sum(axis=-1)
+    files = [visualize(x, "gray", out / "x.png", min(len(x), 10), zoom=zoom)]
+    files += _heatmap_files(relevance, target, out, cmap, zoom)
+    files.append(write_npy(relevance, out / f"{_stem(target)}.npy"))
+    if class_grid:
+        files.append(plot_classes(net, x, method, out / "classes.png", labels=truth, cmap=cmap))
+    return Explained(tuple(files), relevance, start, np.abs(totals - start))

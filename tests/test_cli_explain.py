@@ -1,0 +1,158 @@
+"""`lrpkit explain` / `lrpkit filters` end to end on a tiny trained model, plus plot_classes and explain_to_files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lrpkit
+from lrpkit.cli import main
+from lrpkit.data import Split, mnist
+from lrpkit.explanation import explain_to_files, parse_target, spread
+
+COUNT = 30  # synthetic test images, 3 per class
+
+
+def _write_idx(path: Path, magic: int, array: np.ndarray) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _digits(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bright bars whose position depends on the class, on a dark background: learnable in a few steps."""
+    labels = np.repeat(np.arange(10), COUNT // 10)
+    images = rng.integers(0, 30, size=(COUNT, 28, 28))
+    for k, label in enumerate(labels):
+        images[k, 4 + 2 * label : 7 + 2 * label, 6:22] = 255
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path, lrpkit.Network]:
+    root = tmp_path_factory.mktemp("explain")
+    images, labels = _digits(np.random.default_rng(0))
+    (root / "data").mkdir()
+    _write_idx(root / "data" / "t10k-images-idx3-ubyte", 2051, images)
+    _write_idx(root / "data" / "t10k-labels-idx1-ubyte", 2049, labels)
+    split = mnist(root / "data").test
+    net = lrpkit.Network([lrpkit.Linear(16), lrpkit.ReLU(), lrpkit.Linear(10)], seed=0)
+    net.fit(Split(split.images, split.labels), steps=15, lr=0.01, progress=False)
+    net.save(root / "model")
+    return root / "model", root / "data", net
+
+
+def _explain(setup, tmp_path: Path, capsys, *args: str) -> tuple[Path, str]:
+    model, data, _ = setup
+    out = tmp_path / "out"
+    assert main(["explain", str(model), "--data", str(data), "--out", str(out), *args]) == 0
+    return out, capsys.readouterr().out
+
+
+def _inputs(setup, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    split = mnist(setup[1]).test
+    index = spread(len(split), n)
+    return split.images[index], split.labels[index]
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return np.asarray(image)
+
+
+def test_explain_all_writes_every_file_and_conserves(setup, tmp_path, capsys) -> None:
+    out, printed = _explain(setup, tmp_path, capsys, "--target", "all", "--n", "5")
+    expected = {"x.png", "classes.png", "all_classes.npy", *(f"class_{k}.png" for k in range(10))}
+    assert {p.name for p in out.iterdir()} == expected
+    for name in expected:
+        assert str(out / name) in printed
+    assert _png(out / "x.png").shape == (28 * 3, 5 * 28 * 3 + 4, 3)  # 5 inputs in one row, zoom 3
+    x, _ = _inputs(setup, 5)
+    net = setup[2]
+    relevance = np.load(out / "all_classes.npy")
+    np.testing.assert_allclose(relevance, net.lrp(x, "all", "deeptaylor").double().numpy(), rtol=1e-6, atol=1e-9)
+    with torch.no_grad():
+        start = net(x).double().clamp(min=0).numpy()  # deeptaylor starts from relu(logits)
+    np.testing.assert_allclose(relevance.reshape(5, 10, -1).sum(-1), start, rtol=1e-4, atol=1e-5)
+    reported = float(printed.split("= ")[1].split()[0])
+    assert reported == pytest.approx(np.abs(relevance.reshape(5, 10, -1).sum(-1) - start).max(), abs=1e-6)
+
+
+def test_explain_true_target_uses_the_labels(setup, tmp_path, capsys) -> None:
+    out, printed = _explain(setup, tmp_path, capsys, "--method", "simple", "--cmap", "tutorial", "--n", "4")
+    assert {p.name for p in out.iterdir()} == {"x.png", "correct_class.png", "correct_class.npy", "classes.png"}
+    x, labels = _inputs(setup, 4)
+    relevance = np.load(out / "correct_class.npy")
+    with torch.no_grad():
+        logits = setup[2](x).double().numpy()
+    assert (logits.argmax(1) != labels.numpy()).any()  # so that explaining the prediction would fail below
+    np.testing.assert_allclose(relevance.reshape(4, -1).sum(1), logits[np.arange(4), labels], rtol=1e-4, atol=1e-5)
+    assert "conservation error" in printed
+
+
+def test_explain_none_is_neutral_and_class_k_is_named(setup, tmp_path, capsys) -> None:
+    out, _ = _explain(setup, tmp_path, capsys, "--target", "none", "--n", "3")
+    assert not np.load(out / "nothing.npy").any()
+    pixels = _png(out / "nothing.png").reshape(-1, 3)
+    assert set(map(tuple, pixels)) <= {(255, 255, 255), (178, 178, 178)}  # white maps, gray separators
+    out, _ = _explain(setup, tmp_path, capsys, "--target", "7", "--n", "3", "--method", '["ab", 2.0]')
+    assert (out / "class_7.png").is_file() and np.load(out / "class_7.npy").shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "12"], "class 0..9"),
+        (["--target", "best"], "true, pred, all, none"),
+        (["--n", "0"], "--n must be between 1 and 30"),
+        (["--n", "31"], "--n must be between 1 and 30"),
+        (["--method", "nope"], "unknown rule 'nope'"),
+        (["--method", "[oops"], "not valid JSON"),
+        (["--cmap", "jet"], "unknown colour map 'jet'"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(setup, tmp_path, capsys, args: list[str], message: str) -> None:
+    model, data, _ = setup
+    code = main(["explain", str(model), "--data", str(data), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lrpkit: error:") and message in err and err.count("\n") == 1
+
+
+def test_missing_model_and_missing_argument(setup, tmp_path, capsys) -> None:
+    assert main(["explain", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", str(setup[0])])
+    assert exit_info.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_filters_command(setup, tmp_path, capsys) -> None:
+    assert main(["filters", str(setup[0]), "--out", str(tmp_path / "f")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "f.png")
+    assert _png(tmp_path / "f.png").shape == (4 * 56 + 3 * 2, 4 * 56 + 3 * 2, 3)  # 16 units, 28x28 zoomed 2x
+
+
+def test_plot_classes_makes_one_engine_call(setup, tmp_path) -> None:
+    net = lrpkit.load(setup[0])
+    x, labels = _inputs(setup, 4)
+    calls = []
+    engine = net.lrp
+    net.lrp = lambda *args: calls.append(args[1]) or engine(*args)
+    path = lrpkit.plot_classes(net, x, "epsilon", tmp_path / "grid", labels=labels)
+    assert calls == ["all"] and path == tmp_path / "grid.png"
+    assert _png(path).shape == (round(100 * (1.15 * 4 + 0.35)), 100 * 13, 4)  # 13 columns: input, true, 10, nothing
+
+
+def test_explain_to_files_validates_before_working(setup, tmp_path) -> None:
+    x, _ = _inputs(setup, 2)
+    with pytest.raises(lrpkit.TargetError, match="needs the true labels"):
+        explain_to_files(setup[2], x, "simple", "true", tmp_path)
+    with pytest.raises(lrpkit.TargetError, match="2 class ids"):
+        explain_to_files(setup[2], x, "simple", "pred", tmp_path, labels=[1, 2, 3])
+    assert not any(tmp_path.iterdir())
+    assert parse_target("3", 10) == 3 and parse_target("none", 10) is None and parse_target("pred", 10) == "pred"
+    np.testing.assert_array_equal(spread(1000, 10), [0, 111, 222, 333, 444, 555, 666, 777, 888, 999])

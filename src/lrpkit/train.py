@@ -29,6 +29,20 @@ def loss_value(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.T
     raise SpecError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
 
 
+def shift(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Translates each image by a random whole number of pixels in [-pixels, pixels] (zero fill)."""
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (pixels,) * 4)
+    offset = torch.randint(2 * pixels + 1, (len(images),), generator=generator) * (2 * pixels + 1)
+    offset += torch.randint(2 * pixels + 1, (len(images),), generator=generator)
+    out = torch.empty_like(images)
+    for code in offset.unique().tolist():
+        dy, dx = divmod(code, 2 * pixels + 1)
+        group = offset == code
+        out[group] = padded[group, :, dy : dy + h, dx : dx + w]
+    return out
+
+
 @dataclass
 class History:
     """Per-step training loss and batch accuracy, and the wall time of the run in seconds."""
@@ -59,9 +73,12 @@ def fit(
     lr: float = 1e-3,
     loss: str = "sigmoid",
     seed: int = 0,
+    augment: int = 0,
     progress: bool | None = None,
 ) -> History:
     """Trains ``net`` in place with Adam for ``steps`` minibatches; the same seed gives the same result.
+
+    ``augment``: shift each training image by up to this many pixels (0: no augmentation).
 
     ``progress``: a tqdm bar on stderr; by default shown only when stderr is a terminal.
     """
@@ -81,7 +98,8 @@ def fit(
         torch.manual_seed(seed)  # dropout masks
         for _ in bar:
             index = torch.randint(len(data.labels), (batch_size,), generator=order)
-            x = data.images[index].to(param)
+            x = data.images[index]
+            x = (shift(x, augment, order) if augment else x).to(param)
             y = data.labels[index].to(param.device)
             logits = net(x)
             value = loss_value(logits, y, loss)
@@ -94,7 +112,7 @@ def fit(
     net.eval()
     history.seconds = time.perf_counter() - start
     net.metadata.update({"steps": net.metadata.get("steps", 0) + steps, "loss": loss, "batch_size": batch_size})
-    net.metadata.update({"lr": lr, "seed": seed, "train_seconds": round(history.seconds, 2)})
+    net.metadata.update({"lr": lr, "seed": seed, "augment": augment, "train_seconds": round(history.seconds, 2)})
     return history
 
 

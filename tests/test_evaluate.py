@@ -27,6 +27,17 @@ def test_conservation_ratios_per_sample_and_layer():
     assert ratios.tolist() == expected
 
 
+@pytest.mark.parametrize("method", ["simple", "zplus", "deeptaylor", "zbab"])
+def test_conservation_of_the_engine_layerwise_relevance(method):
+    """The engine leaves biases out by default, so these rules conserve relevance layer by layer."""
+    layers = [lrpkit.Conv(4, 5), lrpkit.ReLU(), lrpkit.SumPool(), lrpkit.Linear(8), lrpkit.ReLU(), lrpkit.Linear(10)]
+    net = lrpkit.Network(layers, input_shape=(1, 12, 12)).double()
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ratios = conservation(net.layerwise_lrp(x, "pred", method))
+    assert ratios.shape == (3, len(layers) + 1)  # Format + the layers: len(specs) + 1 boundaries
+    torch.testing.assert_close(ratios, torch.ones_like(ratios), atol=1e-6, rtol=0)
+
+
 def test_conservation_bad_input():
     with pytest.raises(InputError, match="at least 2"):
         conservation([torch.ones(2, 3)])

@@ -101,20 +101,21 @@ def curves_png(results: Results) -> bytes:
     """Mean perturbation curve per method with its 95% band, against the fraction of regions replaced."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7.5, 4.5), layout="constrained")
+    figure = Figure(figsize=(9.5, 4.5), layout="constrained")
     ax = figure.add_subplot()
-    for name, result in sorted(results.items(), key=lambda item: -item[1].aopc):
+    for i, (name, result) in enumerate(sorted(results.items(), key=lambda item: -item[1].aopc)):
         curves = result.curves
         mean = curves.mean(0).numpy()
-        half = 1.96 * curves.std(0).numpy() / max(len(curves), 1) ** 0.5 if len(curves) > 1 else 0 * mean
+        half = 1.96 * curves.std(0).numpy() / len(curves) ** 0.5 if len(curves) > 1 else 0 * mean
         fraction = result.fractions.numpy()
-        (line,) = ax.plot(fraction, mean, label=f"{name} (AOPC {result.aopc:.3f})")
-        ax.fill_between(fraction, mean - half, mean + half, color=line.get_color(), alpha=0.15, linewidth=0)
+        style = {"color": f"C{i % 10}", "linestyle": ("-", "--", ":")[i // 10 % 3]}  # distinct past 10 methods
+        ax.plot(fraction, mean, label=f"{name} (AOPC {result.aopc:.3f})", **style)
+        ax.fill_between(fraction, mean - half, mean + half, color=style["color"], alpha=0.15, linewidth=0)
     first = next(iter(results.values()))
     ax.set_xlabel(f"fraction of {first.region}x{first.region} regions replaced ({first.order}, fill {first.fill})")
     ax.set_ylabel("target score f(x) (logit)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(figure)
 
 

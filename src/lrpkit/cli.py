@@ -152,6 +152,44 @@ def run_filters(args: argparse.Namespace) -> None:
     print(plot_filters(load(args.model), args.out))
 
 
+# -- evaluate-methods (faithfulness: pixel flipping / AOPC, see report.py) ---------------------------
+
+
+def add_evaluate_methods(sub: Any) -> None:
+    from .report import DEFAULT_METHODS
+
+    p = sub.add_parser("evaluate-methods", help="pixel flipping / AOPC of explanation methods, with an HTML report")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated LRP methods/presets (name:param for "
+                   "rules, e.g. ab:2) and baselines: gradient, gradxinput, sensitivity, integrated_gradients, "
+                   "smoothgrad, random")  # fmt: skip
+    p.add_argument("--n", type=int, default=500, help="number of test images (a seeded random subset)")
+    _add_data(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for aopc.md/.csv, PNGs and report.html")
+    p.add_argument("--target", choices=["pred", "true"], default="pred", help="explain the predicted or true class")
+    p.add_argument("--steps", type=int, default=100, help="perturbation steps (all regions over the steps)")
+    p.add_argument("--region", type=int, default=1, help="square region size in pixels")
+    p.add_argument("--fill", choices=["uniform", "zeros", "mean", "low"], default="uniform")
+    p.add_argument("--order", choices=["morf", "lerf", "random"], default="morf")
+    p.add_argument("--batch-size", type=int, default=1024, help="perturbed images per forward pass")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_evaluate_methods(args: argparse.Namespace) -> None:
+    from .io import load
+    from .report import evaluate_methods, parse_methods
+
+    methods = parse_methods(args.methods)  # fail before loading anything
+    net = load(args.model)
+    options = {"steps": args.steps, "region": args.region, "fill": args.fill, "order": args.order}
+    comparison, files = evaluate_methods(
+        net, _load_data(args).test, methods, args.out, n=args.n, target=args.target, seed=args.seed,
+        details={"model": args.model}, batch_size=args.batch_size, **options,
+    )  # fmt: skip
+    print(comparison)
+    print("\n".join(str(path) for path in files.values()))
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], None]]] = {
@@ -160,6 +198,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "info": (add_info, run_info),
     "explain": (add_explain, run_explain),
     "filters": (add_filters, run_filters),
+    "evaluate-methods": (add_evaluate_methods, run_evaluate_methods),
 }
 
 

@@ -53,6 +53,7 @@ def add_train(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=["sigmoid", "softmax"], default="sigmoid")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", type=int, default=0, metavar="PIXELS", help="random shifts of up to PIXELS")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -63,7 +64,7 @@ def run_train(args: argparse.Namespace) -> None:
         raise SpecError(f"--data {args.data}: has no training files (train-images-idx3-ubyte...)")
     history = net.fit(
         data.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, loss=args.loss, seed=args.seed,
-        progress=False if args.quiet else None,
+        augment=args.augment, progress=False if args.quiet else None,
     )  # fmt: skip
     scores = net.evaluate(data.test)
     net.metadata.update({"test_accuracy": scores["accuracy"], "data": data.source})

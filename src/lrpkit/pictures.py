@@ -21,7 +21,7 @@ from .colormaps import grid, heatmap, to_numpy, zoom
 from .errors import InputError, SpecError, TargetError
 
 GRID_FILL = 0.7  # separator gray: visible next to white (heatmap), light gray (tutorial) and black (coldnhot)
-FILTER_FILL = (0.9, 0.6, 0.1)  # separator colour of the filter grid (white and black are taken by the weights)
+FILTER_FILL = (0.6, 0.75, 0.95)  # separators of the filter grid: a hue, as every gray is a weight
 
 
 # -- files ------------------------------------------------------------------------------------------

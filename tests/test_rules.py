@@ -20,6 +20,15 @@ EPS = 1e-9
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny ops gain nothing from threads, and on a shared busy CPU, spinning OpenMP threads cost 100x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # -- the dense reference -------------------------------------------------------------------------------
 
 
@@ -221,3 +230,24 @@ def test_transposed_op_is_the_adjoint_of_the_forward_op():
             c = layer.backward(s, layer.weight, x.shape[1:])
             assert c.shape == (3, *x.shape)
             torch.testing.assert_close((y * s).sum((1, 2, 3, 4)), (x * c).sum((1, 2, 3, 4)))
+
+
+def test_alphabeta_keeps_a_negative_part_that_rounding_swallows_in_z_minus_p():
+    """float32: z - P loses a negative sum 1e-9 times smaller than P; the engine recomputes it there."""
+    layer = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -1.0]]))
+    a = torch.tensor([[1e4, 1e-5]])
+    R = lrpkit.lrp(nn.Sequential(layer), a, 0, AlphaBeta(2.0, 1.0))
+    out, n = float(layer(a).detach()), -float(a[0, 1])
+    torch.testing.assert_close(R, torch.tensor([[2.0 * out, -1.0 * out * n / (n - EPS)]]))
+
+
+def test_alphabeta_without_negative_contributions_shares_alpha_times_zplus():
+    torch.manual_seed(9)
+    layer = nn.Linear(50, 4)
+    with torch.no_grad():
+        layer.weight.abs_()
+    a = torch.rand(3, 50)
+    ab = lrpkit.lrp(nn.Sequential(layer), a, "pred", AlphaBeta(2.0, 1.0))
+    torch.testing.assert_close(ab, 2.0 * lrpkit.lrp(nn.Sequential(layer), a, "pred", ZPlus()))

@@ -195,6 +195,31 @@ class Network(nn.Module):
 
         return conservation_gap(heatmaps, R)
 
+    # -- the NumPy reference twin (see reference/) ----------------------------------------------------
+
+    def to_numpy(self) -> Any:
+        """The NumPy twin (same layers, a copy of the weights); see :class:`lrpkit.reference.ReferenceNetwork`."""
+        from .reference import from_network
+
+        return from_network(self)
+
+    def test(self, x: torch.Tensor, method: Any = None, target: Any = "pred", atol: float = 1e-5, **kwargs: Any):
+        """Compares torch and NumPy layer by layer: every output, or with ``method`` every layerwise relevance.
+
+        Returns the per-layer report; raises :class:`lrpkit.reference.MismatchError` naming the first layer
+        that differs by more than ``atol`` (+ ``rtol`` * its scale). ``bounds``/``maxpool`` go to both sides.
+        """
+        from .reference import check_network
+
+        return check_network(self, x, method, target, atol, **kwargs)
+
+    def get_numpy_deeptaylor(self, x: Any, target: Any) -> tuple[Any, Any]:
+        """``(heatmaps, R)`` as NumPy arrays: deep-Taylor input relevance (computed by the NumPy twin) and
+        ``R = logits * target filter``."""
+        from .reference import deeptaylor
+
+        return deeptaylor(self, x, target)
+
 
 # -- ready-made architectures -------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ def check_network(
 ) -> Report:
     """Compares torch and NumPy layer by layer: outputs (``method=None``) or ``net.layerwise_lrp`` relevances.
 
-    Returns the :class:`Report`; raises :class:`MismatchError` naming the first layer that differs.
+    Returns the :class:`Report`; raises :class:`MismatchError` naming the first layer that differs (for
+    relevances: the first walking back from the logits, where a wrong rule shows up first).
     ``options`` (``bounds``, ``maxpool``) go to both sides.
     """
     x = net.check_input(x)
@@ -40,14 +41,14 @@ def check_network(
     if method is None:
         ours, theirs = net.activations(x), twin.activations(xn)
         labels = ["input", *(f"output of layer {i}: {layer!r}" for i, layer in enumerate(twin.layers))]
-        what = "layer outputs"
+        what, backward = "layer outputs", False
     else:
         ours = net.layerwise_lrp(x, target, method, **options)
         theirs = twin.layerwise_lrp(xn, to_array(target), method, **_numpy_options(options))
         labels = [f"R[{i}] into layer {i}: {layer!r}" for i, layer in enumerate(twin.layers)]
         labels.append(f"R[{len(twin.layers)}] start (logits * filter)")
-        what = f"relevances of method {method!r}"
-    return compare([to_array(t) for t in ours], theirs, labels, what, atol, rtol)
+        what, backward = f"relevances of method {method!r}", True
+    return compare([to_array(t) for t in ours], theirs, labels, what, atol, rtol, backward)
 
 
 def _numpy_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -40,8 +40,8 @@ class Report:
     def max_abs_diff(self) -> float:
         return max((c.max_abs_diff for c in self.checks), default=0.0)
 
-    def first_failure(self) -> LayerCheck | None:
-        return next((c for c in self.checks if not c.ok), None)
+    def failures(self) -> list[LayerCheck]:
+        return [c for c in self.checks if not c.ok]
 
     def __str__(self) -> str:
         rows = [f"{self.what}: atol={self.atol:g}, rtol={self.rtol:g}", f"{'':4}{'layer':<44} {'shape':<20} max|diff|"]
@@ -59,15 +59,23 @@ class MismatchError(LrpkitError, AssertionError):
 
 
 def compare(
-    ours: Sequence[Array], reference: Sequence[Array], labels: Sequence[str], what: str, atol: float, rtol: float = 0.0
+    ours: Sequence[Array],
+    reference: Sequence[Array],
+    labels: Sequence[str],
+    what: str,
+    atol: float,
+    rtol: float = 0.0,
+    backward: bool = False,
 ) -> Report:
-    """Compares array ``k`` of ``ours`` with array ``k`` of ``reference``; raises :class:`MismatchError`."""
+    """Compares array ``k`` of ``ours`` with array ``k`` of ``reference``; raises :class:`MismatchError` naming
+    the first that differs, in list order or, with ``backward`` (relevances), from the end of the list."""
     checks = tuple(_check(a, b, label, atol, rtol) for a, b, label in zip(ours, reference, labels, strict=True))
     report = Report(what, atol, rtol, checks)
-    bad = report.first_failure()
+    bad = next((c for c in (checks[::-1] if backward else checks) if not c.ok), None)
     if bad is not None:
+        where = "walking back from the logits, first" if backward else "first"
         raise MismatchError(
-            f"{what} differ first at {bad.label}: max |engine - reference| = {bad.max_abs_diff:.3g} "
+            f"{what} differ {where} at {bad.label}: max |engine - reference| = {bad.max_abs_diff:.3g} "
             f"> atol {atol:g} + rtol {rtol:g} * {bad.scale:.3g}\n{report}",
             report,
         )

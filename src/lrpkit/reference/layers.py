@@ -121,10 +121,12 @@ def offsets(kernel: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Linear(Layer):
-    """``z = a w^T + b`` with ``w`` of shape ``(out, in)`` (inputs of rank > 2 are flattened)."""
+    """``z = a w^T + b`` with ``w`` of shape ``(out, in)``; an input of shape ``in_shape`` (e.g. an image) is
+    flattened first, and the transposed pass gives it back that shape."""
 
     weight: Array
     bias: Array
+    in_shape: tuple[int, ...] | None = None  # None: (in,)
 
     def forward(self, a: Array) -> Array:
         return self.forward_with(a, self.weight, self.bias)
@@ -134,20 +136,13 @@ class Linear(Layer):
         return z if b is None else z + b
 
     def backward_with(self, s: Array, w: Array) -> Array:
-        return s @ w
+        return (s @ w).reshape(s.shape[0], *(self.in_shape or w.shape[1:]))
 
     def relevance(self, a: Array, R: Array, options: Options) -> Array:
-        return rules.apply(self, a.reshape(a.shape[0], -1), R, options.rule, _flat_bounds(options.bounds, a)).reshape(
-            a.shape
-        )
+        return rules.apply(self, a, R, options.rule, options.bounds)
 
     def __repr__(self) -> str:
         return f"Linear(in={self.weight.shape[1]}, out={self.weight.shape[0]})"
-
-
-def _flat_bounds(bounds: tuple[Any, Any], a: Array) -> tuple[Any, Any]:
-    """zB bounds given per channel/pixel of an image, flattened the way Linear flattens its input."""
-    return tuple(b if np.ndim(b) == 0 else np.broadcast_to(np.asarray(b), a.shape[1:]).reshape(-1) for b in bounds)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -197,65 +192,64 @@ class Conv(Layer):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class SumPool(Layer):
-    """Sum pooling scaled by ``1 / kernel`` (lrpkit's SumPool); relevance is redistributed proportionally.
-
-    ``R_i = a_i * d/da_i (sum_j z_j s_j)`` with ``z = pool(a)``, ``s = R / stab(z)``.
-    """
+class Pool(Layer):
+    """A pooling layer: ``kernel`` x ``kernel`` windows, ``stride`` apart, no padding."""
 
     kernel: int
     stride: int
 
-    @property
-    def divisor(self) -> int:
-        """``pool(a)_j = sum of window j / divisor``."""
-        return self.kernel
-
     def slices(self, a: Array) -> list[tuple[slice, ...]]:
+        """One index per kernel offset; ``a[index]`` has the output's shape."""
         rows, cols = out_size(a.shape[2], self.kernel, self.stride), out_size(a.shape[3], self.kernel, self.stride)
         return [window(a, di, dj, rows, cols, self.stride) for di, dj in offsets(self.kernel)]
 
-    def forward(self, a: Array) -> Array:
-        return sum(a[idx] for idx in self.slices(a)) / self.divisor
+    def window_sum(self, a: Array) -> Array:
+        return sum(a[idx] for idx in self.slices(a))
 
-    def relevance(self, a: Array, R: Array, options: Options) -> Array:
-        return self.proportional(a, R)
-
-    def proportional(self, a: Array, R: Array) -> Array:
-        z = stab(sum(a[idx] for idx in self.slices(a)) / self.divisor)  # step 1: z = pool(a)
+    def proportional(self, a: Array, R: Array, divisor: int) -> Array:
+        """``R_i = a_i * d/da_i (sum_j z_j s_j)`` with ``z = window sum / divisor``, ``s = R / stab(z)``."""
+        z = stab(self.window_sum(a) / divisor)  # step 1: z = pool(a)
         s = R / z  # step 2: s = R / z
         c = np.zeros_like(a)
-        for idx in self.slices(a):  # step 3: c_i = sum_j dz_j/da_i s_j = sum of s over the windows holding i
-            c[idx] += s / self.divisor
+        for idx in self.slices(a):  # step 3: c_i = sum_j dz_j/da_i s_j, over the windows j that hold i
+            c[idx] += s / divisor
         return a * c  # step 4: R = a * c
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kernel={self.kernel}, stride={self.stride})"
 
 
-class AvgPool(SumPool):
-    """Average pooling: ``pool(a)_j = sum of window j / kernel²``; relevance proportional."""
+class SumPool(Pool):
+    """lrpkit's sum pooling: ``z_j = sum of window j / kernel``; relevance proportional."""
 
-    @property
-    def divisor(self) -> int:
-        return self.kernel**2
+    def forward(self, a: Array) -> Array:
+        return self.window_sum(a) / self.kernel
+
+    def relevance(self, a: Array, R: Array, options: Options) -> Array:
+        return self.proportional(a, R, self.kernel)
 
 
-class MaxPool(SumPool):
+class AvgPool(Pool):
+    """Average pooling: ``z_j = sum of window j / kernel²``; relevance proportional."""
+
+    def forward(self, a: Array) -> Array:
+        return self.window_sum(a) / self.kernel**2
+
+    def relevance(self, a: Array, R: Array, options: Options) -> Array:
+        return self.proportional(a, R, self.kernel**2)
+
+
+class MaxPool(Pool):
     """Max pooling; relevance winner-take-all (ties: the first in row-major order) or, with
-    ``maxpool="proportional"``, proportional as for average pooling over the window."""
+    ``maxpool="proportional"``, proportional to the inputs as for a plain sum over each window."""
 
     def forward(self, a: Array) -> Array:
         return np.max(np.stack([a[idx] for idx in self.slices(a)]), axis=0)
 
-    @property
-    def divisor(self) -> int:
-        return self.kernel**2
-
     def relevance(self, a: Array, R: Array, options: Options) -> Array:
         if options.maxpool == "proportional":
-            return self.proportional(a, R)
-        winner = np.argmax(np.stack([a[idx] for idx in self.slices(a)]), axis=0)  # first maximum wins
+            return self.proportional(a, R, 1)
+        winner = np.argmax(np.stack([a[idx] for idx in self.slices(a)]), axis=0)  # the first maximum wins
         out = np.zeros_like(a)
         for k, idx in enumerate(self.slices(a)):
             out[idx] += np.where(winner == k, R, 0)

@@ -176,7 +176,7 @@ def _make(kind: str, p: dict[str, Any], shape: Shape, bounds: tuple[float, float
         return L.Flatten(), (math.prod(shape),)
     if kind == "Linear":
         w, b = _weights(weights, i, (int(p["units"]), math.prod(shape)))
-        return L.Linear(w, b), (int(p["units"]),)
+        return L.Linear(w, b, shape), (int(p["units"]),)
     if kind not in IMAGE_LAYERS:
         raise SpecError(f"layer {i}: the NumPy reference has no layer type {kind!r}; known: {', '.join(KNOWN)}")
     _need_image(kind, shape, i)

@@ -89,16 +89,19 @@ def alpha_beta(layer: Weighted, a: Array, R: Array, rule: AlphaBeta) -> Array:
 
 def zbox(layer: Weighted, a: Array, R: Array, rule: ZBox, low: Array, high: Array) -> Array:
     """LRP-zB for ``low <= a <= high``: ``q_ij = a_i w_ij - l_i w+_ij - h_i w-_ij``,
-    ``R_i = sum_j q_ij / stab(sum_i q_ij) R_j``."""
-    w, wp, wn = layer.weight, pos(layer.weight), neg(layer.weight)
-    # step 1: z = a w - l w+ - h w- (+ b)
-    z = layer.forward_with(a, w) - layer.forward_with(low, wp) - layer.forward_with(high, wn)
+    ``R_i = sum_j q_ij / stab(sum_i q_ij) R_j``.
+
+    Written as ``q_ij = (a_i - l_i) w+_ij + (a_i - h_i) w-_ij``: both terms are >= 0, so an output whose
+    ``q`` are all zero (e.g. a window of padding at the low bound) passes exactly nothing on.
+    """
+    wp, wn = pos(layer.weight), neg(layer.weight)
+    # step 1: z = (a - l) w+ + (a - h) w-  (= a w - l w+ - h w-) (+ b)
+    z = layer.forward_with(a - low, wp) + layer.forward_with(a - high, wn)
     if rule.bias:
         z = z + _spread(layer.bias, z)
     s = R / stab(z)  # step 2: s = R / z
-    # step 3: one transposed pass per weight variant
-    c, cp, cn = layer.backward_with(s, w), layer.backward_with(s, wp), layer.backward_with(s, wn)
-    return a * c - low * cp - high * cn  # step 4: R = a c - l c+ - h c-
+    cp, cn = layer.backward_with(s, wp), layer.backward_with(s, wn)  # step 3: c+ = w+^T s, c- = w-^T s
+    return (a - low) * cp + (a - high) * cn  # step 4: R = (a - l) c+ + (a - h) c-
 
 
 def wsquare(layer: Weighted, a: Array, R: Array, rule: WSquare) -> Array:
@@ -159,7 +162,10 @@ def apply(layer: Weighted, a: Array, R: Array, rule: Rule, bounds: tuple[Any, An
     """Propagates ``R`` through a weighted layer with ``rule``; ``bounds`` are the zB defaults."""
     if isinstance(rule, ZBox):
         low, high = (bounds[0] if rule.low is None else rule.low), (bounds[1] if rule.high is None else rule.high)
-        return zbox(layer, a, R, rule, _bound(low, a, "low"), _bound(high, a, "high"))
+        low, high = _bound(low, a, "low"), _bound(high, a, "high")
+        if not (low <= high).all():
+            raise SpecError("ZBox needs low <= high everywhere")
+        return zbox(layer, a, R, rule, low, high)
     for kind, fn in _DISPATCH:
         if isinstance(rule, kind):
             return fn(layer, a, R, rule)
@@ -167,11 +173,20 @@ def apply(layer: Weighted, a: Array, R: Array, rule: Rule, bounds: tuple[Any, An
 
 
 def _bound(value: Any, a: Array, name: str) -> Array:
-    """A zB bound (number, per-channel or per-pixel array) broadcast to the layer input ``a``."""
-    v = np.asarray(value, dtype=a.dtype)
+    """A zB bound broadcast to the layer input ``a``: a number, an array of one sample's input shape (or
+    broadcastable to it), or for images a vector with one bound per channel."""
     try:
-        return np.broadcast_to(v, a.shape[1:])[None].repeat(a.shape[0], axis=0)
+        v = np.asarray(value, dtype=a.dtype)
+    except (TypeError, ValueError):
+        raise SpecError(f"ZBox {name} must be a number or an array, got {value!r}") from None
+    if v.ndim == 1 and a.ndim == 4 and len(v) == a.shape[1]:
+        v = v.reshape(-1, 1, 1)  # one bound per channel
+    try:
+        v = np.broadcast_to(v, a.shape[1:])
     except ValueError:
         raise SpecError(
-            f"ZBox: {name} has shape {v.shape}, which does not broadcast to the layer input of shape {a.shape[1:]}"
+            f"ZBox {name} has shape {v.shape}, which does not broadcast to the layer input of shape {a.shape[1:]}"
         ) from None
+    if not np.isfinite(v).all():
+        raise SpecError(f"ZBox {name} contains NaN or Inf")
+    return np.broadcast_to(v, a.shape)

@@ -53,6 +53,8 @@ _EXPORTS = {
     **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
     **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
     "heatmap": "colormaps",
+    **dict.fromkeys(["export_tutorial", "load_tutorial"], "tutorial_format"),
+    **dict.fromkeys(["MismatchError", "ReferenceNetwork"], "reference"),
     **dict.fromkeys(["plot_classes", "plot_filters", "visualize"], "pictures"),
 }
 

@@ -193,6 +193,23 @@ def run_evaluate_methods(args: argparse.Namespace) -> None:
 
 # -- entry point ---------------------------------------------------------------------------------
 
+# -- import-tutorial -------------------------------------------------------------------------------
+
+
+def add_import_tutorial(sub: Any) -> None:
+    p = sub.add_parser("import-tutorial", help="convert a heatmapping.org tutorial model (text files) to a model")
+    p.add_argument("directory", metavar="DIR", help="directory with l1-W.txt ... (MLP) or c1-5x5x1x10-W.txt ... (CNN)")
+    p.add_argument("--out", required=True, metavar="MODEL", help="model directory to write")
+
+
+def run_import_tutorial(args: argparse.Namespace) -> None:
+    from .tutorial_format import load_tutorial
+
+    net = load_tutorial(args.directory)
+    net.save(args.out)
+    print(f"imported the {net.metadata['source']} from {args.directory}; saved to {args.out}")
+
+
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], None]]] = {
     "train": (add_train, run_train),
     "evaluate": (add_evaluate, run_evaluate),
@@ -200,6 +217,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "explain": (add_explain, run_explain),
     "filters": (add_filters, run_filters),
     "evaluate-methods": (add_evaluate_methods, run_evaluate_methods),
+    "import-tutorial": (add_import_tutorial, run_import_tutorial),
 }
 
 

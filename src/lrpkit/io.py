@@ -16,6 +16,7 @@ import torch
 
 from .errors import LrpkitError, ModelFileError
 from .network import Network
+from .tutorial_format import load_tutorial  # noqa: F401 (lrpkit.io.load_tutorial)
 
 FORMAT_NAME = "lrpkit-model"
 FORMAT_VERSION = 1

@@ -195,7 +195,7 @@ class Network(nn.Module):
 
         return conservation_gap(heatmaps, R)
 
-    # -- the NumPy reference twin (see reference/) ----------------------------------------------------
+    # -- the NumPy reference twin and the tutorial format (see reference/ and tutorial_format.py) -----
 
     def to_numpy(self) -> Any:
         """The NumPy twin (same layers, a copy of the weights); see :class:`lrpkit.reference.ReferenceNetwork`."""
@@ -219,6 +219,12 @@ class Network(nn.Module):
         from .reference import deeptaylor
 
         return deeptaylor(self, x, target)
+
+    def export_tutorial(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Writes the heatmapping.org tutorial text format; see :func:`lrpkit.tutorial_format.export_tutorial`."""
+        from .tutorial_format import export_tutorial
+
+        return export_tutorial(self, path, overwrite=overwrite)
 
 
 # -- ready-made architectures -------------------------------------------------------------------

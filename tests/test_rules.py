@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import lrpkit
@@ -251,3 +252,22 @@ def test_alphabeta_without_negative_contributions_shares_alpha_times_zplus():
     a = torch.rand(3, 50)
     ab = lrpkit.lrp(nn.Sequential(layer), a, "pred", AlphaBeta(2.0, 1.0))
     torch.testing.assert_close(ab, 2.0 * lrpkit.lrp(nn.Sequential(layer), a, "pred", ZPlus()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_zb_output_whose_every_q_is_zero_passes_exactly_nothing(dtype):
+    """On a border filled with the low bound, a positive 1x1 filter has q_ij = (a - l) w+ = 0 exactly: its
+    R / stab(0) is ~1e9 R and must meet exact zeros, not cancel against another huge term."""
+    conv = nn.Conv2d(1, 2, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([0.7, -0.4]).view(2, 1, 1, 1))
+    a = F.pad(torch.linspace(-0.9, 0.9, 9, dtype=dtype).view(1, 1, 3, 3), (1, 1, 1, 1), value=-1.0)
+    filt = torch.linspace(0.5, 1.5, 50, dtype=dtype).view(1, 50)
+    R = lrpkit.layerwise_lrp(nn.Sequential(conv, nn.Flatten()), a, filt, ZBox(-1.0, 1.0))
+    matrix, mask = conv_matrix(conv.double(), (1, 5, 5))
+    low, high = -torch.ones(25, dtype=F64), torch.ones(25, dtype=F64)
+    expected = reference(
+        ZBox(), a.double().flatten(1), matrix, mask, torch.zeros(50, dtype=F64), R[-1].double(), low, high
+    )
+    tolerance = 1e-12 if dtype == F64 else 1e-6
+    torch.testing.assert_close(R[0].double().flatten(1), expected, rtol=tolerance, atol=tolerance)

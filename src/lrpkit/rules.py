@@ -301,7 +301,8 @@ def zbox(rule: ZBox, layer: WeightedLayer, rec: Recorded, R: Tensor, low: Tensor
     """LRP-zB: ``q_ij = a_i w_ij - l_i w+_ij - h_i w-_ij``, ``R_i = sum_j q_ij / stab(sum_i q_ij) R_j``.
 
     ``low``/``high`` are ``(1, *in_shape)``, so their forward ops run on one sample. With
-    ``w- = w - w+`` the result is ``(a - h) w^T s + (h - l) w+^T s``: 2 transposed ops (1 on stacked weights).
+    ``q_ij = (a_i - l_i) w+_ij + (a_i - h_i) w-_ij`` the result is ``(a - l) w+^T s + (a - h) w-^T s``:
+    2 transposed ops (1 on stacked weights), and exact zeros wherever every ``q_ij`` of an output is 0.
     """
     q = rec.z - (layer.forward(low, layer.positive) + layer.forward(high, layer.negative))  # step 1
     if rule.bias:
@@ -309,10 +310,10 @@ def zbox(rule: ZBox, layer: WeightedLayer, rec: Recorded, R: Tensor, low: Tensor
     s = ratio(R, stab(q, STABILIZER))  # step 2
     in_shape = rec.a.shape[1:]
     if layer.groups > 1:  # step 3
-        c, c_plus = layer.backward(s, layer.weight, in_shape), layer.backward(s, layer.positive, in_shape)
+        c_plus, c_minus = layer.backward(s, layer.positive, in_shape), layer.backward(s, layer.negative, in_shape)
     else:
-        c, c_plus = layer.backward_stacked(s, layer.stacked(layer.weight, layer.positive), in_shape)
-    return c.mul_(rec.a - high).addcmul_(c_plus, high - low)  # step 4
+        c_plus, c_minus = layer.backward_stacked(s, layer.stacked(layer.positive, layer.negative), in_shape)
+    return c_plus.mul_(rec.a - low).addcmul_(c_minus, rec.a - high)  # step 4
 
 
 def wsquare(rule: WSquare, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:

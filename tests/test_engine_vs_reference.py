@@ -174,12 +174,6 @@ def test_zb_bounds_per_channel_and_per_pixel(fixed):
     mlp.test(xm, ["zb", "ab", "ab"], 0, atol=1e-10, rtol=1e-10, bounds=(-torch.ones(2, 5), 2.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine zB computes (a - h) w^T s + (h - l) w+^T s: where every q_ij of an output is 0 (its s is R/eps) "
-    "the two huge terms cancel with rounding noise; (a - l) w+^T s + (a - h) w-^T s is exact. Remove this "
-    "marker when lrpkit/rules.py adopts it.",
-)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_zb_output_with_all_q_zero_passes_nothing(dtype):
     # a 1x1 conv with one positive and one negative filter over a border padded with the low bound: on the

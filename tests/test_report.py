@@ -87,8 +87,10 @@ def test_html_is_self_contained_and_escaped(case):
 def test_write_report_writes_every_file_atomically(case, tmp_path):
     _, x, comparison = case
     files = report.write_report(tmp_path / "out", comparison, x, details={"model": "test"})
-    names = {"aopc.md", "aopc.csv", "curves.png", "heatmaps.png", "report.html"}
+    names = {"aopc.md", "aopc.csv", "aopc_per_sample.csv", "curves.png", "heatmaps.png", "report.html"}
     assert set(files) == names and {p.name for p in (tmp_path / "out").iterdir()} == names
+    per_sample = list(csv.DictReader(io.StringIO(files["aopc_per_sample.csv"].read_text())))
+    assert len(per_sample) == 12 and float(per_sample[3]["random"]) == comparison.results["random"].per_sample_aopc[3]
     assert (tmp_path / "out" / "report.html").read_text().count("data:image/png;base64,") == 2
 
 
@@ -135,7 +137,8 @@ def test_cli_writes_every_file(saved, capsys):
     args = ["evaluate-methods", str(saved / "model"), "--data", str(saved / "data"), "--out", str(out)]
     args += ["--n", "6", "--steps", "5", "--region", "4", "--methods", "simple,gradxinput,random"]
     assert main(args) == 0
-    assert {p.name for p in out.iterdir()} == {"aopc.md", "aopc.csv", "curves.png", "heatmaps.png", "report.html"}
+    names = {"aopc.md", "aopc.csv", "aopc_per_sample.csv", "curves.png", "heatmaps.png", "report.html"}
+    assert {p.name for p in out.iterdir()} == names
     rows = list(csv.DictReader(io.StringIO((out / "aopc.csv").read_text())))
     assert sorted(r["method"] for r in rows) == ["gradxinput", "random", "simple"]
     assert all(r["samples"] == "6" for r in rows)

@@ -81,6 +81,15 @@ def csv_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_sample_csv(results: Results) -> str:
+    """One row per sample, one column per method: the per-sample AOPC (for paired comparisons of your own)."""
+    names = list(results)
+    columns = [results[name].per_sample_aopc.tolist() for name in names]
+    lines = [",".join(["sample", *map(_csv_cell, names)])]
+    lines += [",".join([str(i), *map(repr, values)]) for i, values in enumerate(zip(*columns, strict=True))]
+    return "\n".join(lines) + "\n"
+
+
 def _csv_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
@@ -218,7 +227,8 @@ def write_report(
     details: Mapping[str, Any] | None = None,
     heatmap_count: int = 6,
 ) -> dict[str, Path]:
-    """Writes ``aopc.md``, ``aopc.csv``, ``curves.png``, ``heatmaps.png`` (with ``images``) and ``report.html``."""
+    """Writes ``aopc.md``, ``aopc.csv``, ``aopc_per_sample.csv``, ``curves.png``, ``heatmaps.png`` (with
+    ``images``) and ``report.html``."""
     from .pictures import atomic_write
 
     reference = reference_method(comparison.results)
@@ -229,6 +239,7 @@ def write_report(
     texts = {
         "aopc.md": markdown_table(table, reference).encode(),
         "aopc.csv": csv_table(table).encode(),
+        "aopc_per_sample.csv": per_sample_csv(comparison.results).encode(),
         "curves.png": figures["Mean perturbation curves (95% bands)"],
         "heatmaps.png": figures.get("Inputs and heatmaps per method"),
         "report.html": html_page(title, table, figures, dict(details or {}), reference).encode(),

@@ -359,12 +359,12 @@ CASES = {
 def test_explaining_leaves_the_model_untouched(case):
     model, x = CASES[case]()
     model.train()
-    before = snapshot(model)
+    before, x_before = snapshot(model), x.clone()
     for method in ["simple", "epsilon_alpha2_beta1_flat", "gamma", ["zb", -1.0, 2.0], "wwab"]:
         for target in ("pred", "all"):
             lrpkit.layerwise_lrp(model, x, target, method, maxpool="proportional")
     after = snapshot(model)
-    assert hooks(model) == 0
+    assert hooks(model) == 0 and torch.equal(x, x_before)
     assert before[1:] == after[1:]
     assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
 

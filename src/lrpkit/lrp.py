@@ -196,6 +196,11 @@ def _record(layers: list[Layer], x: Tensor) -> Trace:
     trace = Trace([x], {}, {}, [False])
     for layer in layers:
         a = trace.activations[-1]
+        if isinstance(layer.module, nn.ReLU) and _owns_output(layers, layer.index - 1):
+            trace.activations[-1] = None  # ReLU in place: the layer's z + b is remade if a rule needs it
+            trace.activations.append(a.relu_())
+            trace.nonneg.append(True)
+            continue
         try:
             out = _forward(layer, a, trace)
         except RuntimeError as err:
@@ -207,6 +212,11 @@ def _record(layers: list[Layer], x: Tensor) -> Trace:
         trace.activations.append(out)
         trace.nonneg.append(isinstance(layer.module, nn.ReLU) or (_keeps_sign(layer.module) and trace.nonneg[-1]))
     return trace
+
+
+def _owns_output(layers: list[Layer], i: int) -> bool:
+    """Whether layer ``i`` is a Linear/Conv whose recorded output ``z + b`` is a tensor of its own (not ``z``)."""
+    return i >= 0 and layers[i].weighted is not None and layers[i].weighted.bias is not None
 
 
 def _keeps_sign(module: nn.Module) -> bool:
@@ -250,7 +260,7 @@ def _walk(
         elif isinstance(layer.module, Pad2d):
             p = layer.module.pixels
             R = R[..., p : R.shape[-2] - p, p : R.shape[-1] - p]
-        else:
+        elif a is not None:  # None: the input of a ReLU overwritten in place, same shape as R
             R = R.reshape(*R.shape[:2], *a.shape[1:])
         relevance = [*relevance, R] if keep else [R]
         trace.activations[layer.index + 1] = out = None  # no longer needed: free it early
@@ -261,7 +271,7 @@ def _weighted_step(layer: Layer, rule: Rule, trace: Trace, R: Tensor, bounds: An
     i = layer.index
     a = trace.activations[i]
     nonneg = trace.nonneg[i] or (isinstance(rule, SIGNED) and bool((a >= 0).all()))
-    record = Recorded(a, trace.z.pop(i), trace.activations[i + 1], nonneg)
+    record = Recorded(a, trace.z.pop(i), nonneg, trace.activations[i + 1])
     zbox_bounds = _zbox_bounds(rule, bounds, a, i) if isinstance(rule, ZBox) else None
     return propagate(rule, layer.weighted, record, R, zbox_bounds)
 

@@ -46,14 +46,15 @@ def stab(d: Tensor, epsilon: float) -> Tensor:
 class Recorded:
     """What the forward pass recorded at one weighted layer.
 
-    ``a``: the input ``(N, *in_shape)``; ``z``: the bias-free output ``sum_i a_i w_ij``; ``out``: ``z + b``
-    (the layer's real output); ``nonneg``: ``a >= 0`` everywhere (so every ``a-`` term vanishes).
+    ``a``: the input ``(N, *in_shape)``; ``z``: the bias-free output ``sum_i a_i w_ij``; ``nonneg``: ``a >= 0``
+    everywhere (so every ``a-`` term vanishes); ``output``: the layer's real output ``z + b`` if it was kept
+    (a ReLU right after may overwrite it; :meth:`WeightedLayer.output` then recomputes it).
     """
 
     a: Tensor
     z: Tensor
-    out: Tensor
     nonneg: bool
+    output: Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +133,10 @@ class WeightedLayer:
             span = (s.shape[2 + d] - 1) * self.stride[d] - 2 * self.padding[d]
             sizes.append(in_shape[1 + d] - span - self.dilation[d] * (self.weight.shape[2 + d] - 1) - 1)
         return (sizes[0], sizes[1])
+
+    def output(self, rec: Recorded) -> Tensor:
+        """The layer's real output ``z + b`` (bias included)."""
+        return rec.output if rec.output is not None else self.with_bias(rec.z, self.bias)
 
     def with_bias(self, z: Tensor, bias: Tensor | None) -> Tensor:
         """``z + b`` with ``b`` broadcast over the batch (and the spatial dimensions of a conv)."""
@@ -224,14 +229,14 @@ def ratio(R: Tensor, denominator: Tensor, scale: float = 1.0, drop: Tensor | Non
 
 def simple(rule: Simple, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
     """LRP-0: ``R_i = a_i sum_j w_ij R_j / (z_j + 1e-12)`` -- 1 transposed op."""
-    z = rec.out if rule.bias else rec.z  # step 1: free, recorded
+    z = layer.output(rec) if rule.bias else rec.z  # step 1: free, recorded
     s = ratio(R, z + rule.stabilizer)
     return layer.backward(s, layer.weight, rec.a.shape[1:]).mul_(rec.a)  # steps 3-4
 
 
 def epsilon(rule: Epsilon, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor:
     """LRP-epsilon: ``R_i = a_i sum_j w_ij R_j / stab(z_j)`` -- 1 transposed op."""
-    z = rec.out if rule.bias else rec.z
+    z = layer.output(rec) if rule.bias else rec.z
     s = ratio(R, stab(z, rule.epsilon))
     return layer.backward(s, layer.weight, rec.a.shape[1:]).mul_(rec.a)
 
@@ -344,8 +349,9 @@ def gamma(rule: Gamma, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor
     if rule.bias and layer.bias is not None:
         U = layer.with_bias(U, layer.bias + g * layer.bias_part(+1))
         V = layer.with_bias(V, layer.bias + g * layer.bias_part(-1))
-    s_u = ratio(R, stab(U, STABILIZER), drop=rec.out <= 0)  # step 2, by the sign of the real output
-    s_v = ratio(R, stab(V, STABILIZER), drop=rec.out >= 0)
+    out = layer.output(rec)
+    s_u = ratio(R, stab(U, STABILIZER), drop=out <= 0)  # step 2, by the sign of the real output
+    s_v = ratio(R, stab(V, STABILIZER), drop=out >= 0)
     w_up, w_down = layer.gamma_weights(g)
     return _split(layer, rec, s_u, w_up, w_down).add_(_split(layer, rec, s_v, w_down, w_up))  # steps 3-4
 

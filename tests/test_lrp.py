@@ -21,15 +21,6 @@ from lrpkit.methods import AlphaBeta, Epsilon, Gamma, ZBox, ZPlus
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops gain nothing from threads, and on a shared busy CPU, spinning OpenMP threads cost 100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 PROPERTY = settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 CONSERVING = ["simple", "zplus", "ab", ["ab", 3.0], "gamma", ["gamma", 1.0], "deeptaylor", "zbab", "wwab"]

@@ -21,15 +21,6 @@ EPS = 1e-9
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops gain nothing from threads, and on a shared busy CPU, spinning OpenMP threads cost 100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- the dense reference -------------------------------------------------------------------------------
 
 

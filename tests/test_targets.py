@@ -9,16 +9,6 @@ import lrpkit
 from lrpkit.errors import LrpkitError, TargetError
 from lrpkit.targets import class_filter, start_relevance
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops gain nothing from threads, and on a shared busy CPU, spinning OpenMP threads cost 100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 LOGITS = torch.tensor([[1.0, -2.0, 3.0], [-4.0, 5.0, 0.5]], dtype=torch.float64)
 
 

@@ -18,12 +18,16 @@ TRAINING = {"mlp": {"steps": 3000, "augment": 1}, "cnn": {"steps": 1500, "augmen
 
 def train(name: str, data, out: Path) -> lrpkit.Network:
     net = lrpkit.ARCHITECTURES[name]()
+    print(f"{name}: training {TRAINING[name]['steps']} steps on {len(data.train)} images ...", flush=True)
     start = time.perf_counter()
     net.fit(data.train, **TRAINING[name])
     scores = net.evaluate(data.test)
     net.metadata["test_accuracy"] = scores["accuracy"]
     net.save(out / name)
-    print(f"{name}: test accuracy {scores['accuracy']:.4f} after {time.perf_counter() - start:.1f} s -> {out / name}")
+    print(
+        f"{name}: test accuracy {scores['accuracy']:.4f} after {time.perf_counter() - start:.1f} s -> {out / name}",
+        flush=True,
+    )
     return net
 
 

@@ -33,6 +33,15 @@ def images(n: int, data: str | None) -> tuple[torch.Tensor, str]:
     return test.images[pick], f"{n} MNIST test images ({len(test)} available)"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def median_seconds(works: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
     """Median time of each work; the works alternate run by run, so that background load hits them alike."""
     for work in works:
@@ -79,7 +88,7 @@ def main() -> None:
     x, source = images(args.n, args.data)
     x = x.to(device)
     relevance = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)).to(device)
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     print(f"# pixel flipping speed: {source}, {args.steps} steps, batch {args.batch_size}")
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, {cpu}\n")
     print("| model | pixel flipping (s) | forward floor (s) | ratio | inputs scored / s |")

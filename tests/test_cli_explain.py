@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,12 +137,13 @@ def test_filters_command(setup, tmp_path, capsys) -> None:
     assert _png(tmp_path / "f.png").shape == (4 * 56 + 3 * 2, 4 * 56 + 3 * 2, 3)  # 16 units, 28x28 zoomed 2x
 
 
-def test_plot_classes_makes_one_engine_call(setup, tmp_path) -> None:
+def test_plot_classes_makes_one_engine_call(setup, tmp_path, monkeypatch) -> None:
     net = lrpkit.load(setup[0])
     x, labels = _inputs(setup, 4)
     calls = []
-    engine = net.lrp
-    net.lrp = lambda *args: calls.append(args[1]) or engine(*args)
+    engine = sys.modules["lrpkit.lrp"]
+    original = engine.lrp
+    monkeypatch.setattr(engine, "lrp", lambda *args: calls.append(args[2]) or original(*args))
     path = lrpkit.plot_classes(net, x, "epsilon", tmp_path / "grid", labels=labels)
     assert calls == ["all"] and path == tmp_path / "grid.png"
     assert _png(path).shape == (round(100 * (1.15 * 4 + 0.35)), 100 * 13, 4)  # 13 columns: input, true, 10, nothing

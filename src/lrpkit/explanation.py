@@ -10,7 +10,7 @@ import numpy as np
 
 from .colormaps import colormap, to_numpy
 from .errors import SpecError, TargetError
-from .pictures import as_input, atomic_write, check_labels, engine_lrp, plot_classes, visualize
+from .pictures import as_input, atomic_write, check_labels, plot_classes, visualize
 
 TARGET_WORDS = ("true", "pred", "all", "none")
 
@@ -61,37 +61,6 @@ def spread(total: int, count: int, what: str = "count") -> np.ndarray:
     return np.linspace(0, total - 1, count).round().astype(np.int64)
 
 
-def _start_relevance(net: Any, method: Any, logits: np.ndarray) -> np.ndarray:
-    """The logits, or their ReLU where the method rectifies the top relevance (``deeptaylor``)."""
-    from .methods import resolve
-
-    return np.maximum(logits, 0.0) if resolve(method, _kinds(net)).rectify else logits
-
-
-def _kinds(net: Any) -> list[str]:
-    """One kind per layer, as :func:`lrpkit.methods.resolve` wants: "linear", "conv" or "other"."""
-    from torch import nn
-
-    from . import layers
-
-    if hasattr(net, "specs"):
-        return [{layers.Linear: "linear", layers.Conv: "conv"}.get(type(spec), "other") for spec in net.specs]
-    leaves = [m for m in net.modules() if not list(m.children())]
-    return ["linear" if isinstance(m, nn.Linear) else "conv" if isinstance(m, nn.Conv2d) else "other" for m in leaves]
-
-
-def _selected_start(
-    target: str | int | None, truth: np.ndarray | None, logits: np.ndarray, top: np.ndarray
-) -> np.ndarray:
-    """``R_top`` per sample for one target: the top relevance of the target class (0 for "none")."""
-    if target is None:
-        return np.zeros(len(top))
-    if target == "true" and truth is None:
-        raise TargetError("target 'true' needs the true labels (labels=...)")
-    index = truth if target == "true" else logits.argmax(axis=1) if target == "pred" else target
-    return top[np.arange(len(top)), np.broadcast_to(index, (len(top),))]
-
-
 def _stem(target: str | int | None) -> str:
     names = {"true": "correct_class", "pred": "predicted_class", "all": "all_classes", None: "nothing"}
     return names.get(target, f"class_{target}")  # type: ignore[arg-type]
@@ -131,16 +100,19 @@ def explain_to_files(
     """
     import torch
 
+    from .lrp import layerwise_lrp
+
     colormap(cmap)  # unknown names fail before the work
     x, out = as_input(net, x), Path(out)
     with torch.no_grad():
-        logits = to_numpy(net(x), "logits")
-    truth = check_labels(labels, *logits.shape)
-    target = parse_target(target, logits.shape[1])
-    top = _start_relevance(net, method, logits)
-    start = top if target == "all" else _selected_start(target, truth, logits, top)
+        shape = tuple(net(x).shape)
+    truth = check_labels(labels, *shape)
+    target = parse_target(target, shape[1])
+    if target == "true" and truth is None:
+        raise TargetError("target 'true' needs the true labels (labels=...)")
     engine_target = torch.as_tensor(truth, device=x.device) if target == "true" else target
-    relevance = to_numpy(engine_lrp(net, x, engine_target, method), "relevance")
+    layers = layerwise_lrp(net, x, engine_target, method)
+    relevance, start = to_numpy(layers[0], "relevance"), to_numpy(layers[-1], "relevance").sum(axis=-1)
     totals = relevance.reshape(*start.shape, -1).sum(axis=-1)
     files = [visualize(x, "gray", out / "x.png", min(len(x), 10), zoom=zoom)]
     files += _heatmap_files(relevance, target, out, cmap, zoom)

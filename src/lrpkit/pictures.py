@@ -150,15 +150,6 @@ def as_input(net: Any, x: Any) -> Any:
     return torch.as_tensor(to_numpy(x, "x"), **options)
 
 
-def engine_lrp(net: Any, x: Any, target: Any, method: Any) -> Any:
-    """``net.lrp(x, target, method)`` for a Network, :func:`lrpkit.lrp.lrp` for any other model."""
-    if hasattr(net, "lrp"):
-        return net.lrp(x, target, method)
-    from .lrp import lrp
-
-    return lrp(net, x, target, method)
-
-
 def check_labels(labels: Any, count: int, classes: int) -> np.ndarray | None:
     if labels is None:
         return None
@@ -256,7 +247,9 @@ def plot_classes(
     count, classes = logits.shape
     truth = check_labels(labels, count, classes)
     predicted = logits.argmax(axis=1)
-    relevance = to_numpy(engine_lrp(net, x, "all", method), "relevance")
+    from .lrp import lrp
+
+    relevance = to_numpy(lrp(net, x, "all", method), "relevance")
     inputs = heatmap(as_images(x), "gray")
     figure = _figure(count, classes + 3)
     for i in range(count):

@@ -15,7 +15,8 @@ from PIL import Image
 import lrpkit
 from lrpkit import InputError, SpecError, TargetError
 from lrpkit.colormaps import COLORMAPS, colormap, grid, grid_shape, neutral, normalize
-from lrpkit.pictures import as_images, atomic_write, first_layer_filters, png_path, shared_gray, write_png
+from lrpkit.files import atomic_write
+from lrpkit.pictures import as_images, first_layer_filters, png_path, shared_gray, write_png
 
 POINTS = np.array([-1.0, -0.2, 0.0, 0.7, 1.0])
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from .colormaps import colormap, to_numpy
 from .errors import SpecError, TargetError
-from .pictures import as_input, atomic_write, check_labels, plot_classes, visualize
+from .files import atomic_write
+from .pictures import as_input, check_labels, plot_classes, visualize
 
 TARGET_WORDS = ("true", "pred", "all", "none")
 

@@ -7,14 +7,13 @@ Saving writes a temporary sibling directory and renames it into place, so a cras
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import LrpkitError, ModelFileError
+from .files import atomic_directory
 from .network import Network
 from .tutorial_format import load_tutorial  # noqa: F401 (lrpkit.io.load_tutorial)
 
@@ -41,29 +40,15 @@ def save(net: Network, path: str | Path, overwrite: bool = True) -> Path:
             raise ModelFileError(f"{target}: exists and is not an lrpkit model directory; refusing to overwrite it")
         if not overwrite:
             raise ModelFileError(f"{target}: a model is already saved there (pass overwrite=True to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
     spec = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "lrpkit_version": __version__, **net.spec()}
     spec["metadata"] = net.metadata
     tensors = {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
-        _swap_in(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Renames ``staging`` to ``target``, moving an old ``target`` aside first and deleting it afterwards."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{staging.name[-8:]}")
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return atomic_directory(target, fill)
 
 
 def _read_spec(directory: Path) -> dict[str, Any]:

@@ -7,18 +7,16 @@ reader never sees half a PNG. torch and matplotlib are imported only inside the 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from .colormaps import grid, heatmap, to_numpy, zoom
 from .errors import InputError, SpecError, TargetError
+from .files import atomic_write
 
 GRID_FILL = 0.7  # separator gray: visible next to white (heatmap), light gray (tutorial) and black (coldnhot)
 FILTER_FILL = (0.6, 0.75, 0.95)  # separators of the filter grid: a hue, as every gray is a weight
@@ -31,22 +29,6 @@ def png_path(path: str | Path) -> Path:
     """``path`` with ``.png`` appended unless it already ends in ``.png`` (never ``.png.png``)."""
     path = Path(path)
     return path if path.suffix.lower() == ".png" else path.with_name(path.name + ".png")
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Calls ``write(file)`` on a fresh temporary file next to ``path``, then renames it to ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            write(file)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    return target
 
 
 def write_png(rgb: np.ndarray, path: str | Path) -> Path:

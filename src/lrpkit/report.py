@@ -229,7 +229,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Writes ``aopc.md``, ``aopc.csv``, ``aopc_per_sample.csv``, ``curves.png``, ``heatmaps.png`` (with
     ``images``) and ``report.html``."""
-    from .pictures import atomic_write
+    from .files import atomic_write
 
     reference = reference_method(comparison.results)
     table = rows(comparison, reference)

@@ -15,14 +15,13 @@ Problems (a missing file, a wrong value count, a non-numeric value) raise :class
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import ModelFileError, SpecError
+from .files import atomic_directory
 from .network import Network, tutorial_cnn, tutorial_mlp
 
 TUTORIAL_FILE = re.compile(r"(l\d+|c\d+-\d+x\d+x\d+x\d+)-[WB]\.txt")
@@ -147,15 +146,12 @@ def export_tutorial(net: Network, path: str | Path, overwrite: bool = False) -> 
     kind = _tutorial_kind(net)
     target = Path(path)
     _check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         for i, stem in _names(net, kind):
             _write_layer(staging, stem, kind, net.body[i])
-        _swap_in(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return atomic_directory(target, fill)
 
 
 def _tutorial_kind(net: Network) -> str:
@@ -202,14 +198,3 @@ def _write_layer(directory: Path, stem: str, kind: str, layer: torch.nn.Module) 
     else:
         np.savetxt(directory / f"{stem}-W.txt", weight.transpose(2, 3, 1, 0).ravel(), fmt=fmt)  # [kh, kw, in, out]
     np.savetxt(directory / f"{stem}-B.txt", layer.bias.detach().cpu().numpy(), fmt=fmt)
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Renames ``staging`` to ``target``; an old ``target`` is moved aside first and deleted afterwards."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{staging.name[-8:]}")
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, SpecError, TargetError
+from .targets import class_filter
 
 Target = Any  # int | Sequence[int] | torch.Tensor | str | None
 Baseline = Callable[..., torch.Tensor]
@@ -48,41 +49,10 @@ def check_x(model: nn.Module, x: Any) -> torch.Tensor:
 
 
 def target_filter(logits: torch.Tensor, target: Target) -> torch.Tensor:
-    """The ``(N, C)`` class filter that ``target`` selects from ``logits`` (see the module docstring)."""
-    n, classes = logits.shape
-    if target is None:
-        return torch.zeros_like(logits)
-    if isinstance(target, str):
-        if target != "pred":
-            raise TargetError(f"target must be an int, class ids, a class filter, 'pred' or None; got {target!r}")
-        return _one_hot(logits.argmax(1), classes, logits)
-    if isinstance(target, bool):
-        raise TargetError(f"target must be an int class id, got {target!r}")
-    if isinstance(target, int):
-        return _one_hot(torch.full((n,), target, device=logits.device), classes, logits)
-    ids = torch.as_tensor(target, device=logits.device)
-    if ids.is_floating_point():
-        return _filter(ids.to(logits.dtype), n, classes)
-    if ids.dim() != 1 or len(ids) != n:
-        raise TargetError(f"class ids need one per sample, shape ({n},); got shape {tuple(ids.shape)}")
-    return _one_hot(ids, classes, logits)
-
-
-def _one_hot(ids: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Tensor:
-    bad = (ids < 0) | (ids >= classes)
-    if bad.any():
-        raise TargetError(f"class id {int(ids[bad][0])} is out of range for {classes} classes (0..{classes - 1})")
-    return torch.nn.functional.one_hot(ids.long(), classes).to(like.dtype)
-
-
-def _filter(weights: torch.Tensor, n: int, classes: int) -> torch.Tensor:
-    if weights.shape not in ((classes,), (n, classes)):
-        raise TargetError(
-            f"a class filter must have shape ({classes},) or ({n}, {classes}); got {tuple(weights.shape)}"
-        )
-    if not torch.isfinite(weights).all():
-        raise TargetError("the class filter contains NaN or Inf values")
-    return weights.expand(n, classes)
+    """The ``(N, C)`` class filter that ``target`` selects from ``logits`` (as for the LRP engine, without "all")."""
+    if isinstance(target, str) and target == "all":
+        raise TargetError("target 'all' is for LRP; attribution baselines explain one target per sample")
+    return class_filter(target, logits)[0].expand_as(logits)
 
 
 def model_scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

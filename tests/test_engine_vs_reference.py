@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 import lrpkit
 from lrpkit import layers as L
-from lrpkit.errors import SpecError, TargetError
+from lrpkit.errors import TargetError
 from lrpkit.methods import PRESETS
 from lrpkit.reference import MismatchError, ReferenceNetwork, bridge
 from lrpkit.reference import layers as RL
+from strategies import architectures
 
 RULES = [
     "simple",
@@ -34,56 +35,12 @@ RULES = [
 METHODS = RULES + sorted(PRESETS)
 
 
-def _fits(spec, shape):
-    try:
-        return spec.output_shape(shape)
-    except SpecError:
-        return None
-
-
-@st.composite
-def image_layers(draw, shape):
-    """Pad / Conv (stride, padding) / ReLU / pooling blocks on an image of ``shape``; returns (layers, shape)."""
-    layers = []
-    if draw(st.booleans()):
-        layers.append(L.Pad(draw(st.integers(1, 2)), draw(st.sampled_from([None, 0.0, 0.3]))))
-        shape = layers[-1].output_shape(shape)
-    for _ in range(draw(st.integers(1, 3))):
-        conv = L.Conv(
-            draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 2))
-        )
-        if _fits(conv, shape) is None:
-            break
-        shape = conv.output_shape(shape)
-        layers.append(conv)
-        if draw(st.integers(0, 4)):  # mostly a ReLU; sometimes a conv straight into pooling or the next conv
-            layers.append(L.ReLU())
-        kind = draw(st.sampled_from([None, L.SumPool, L.AvgPool, L.MaxPool]))
-        pool = kind and kind(draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-        if pool and _fits(pool, shape):
-            layers.append(pool)
-            shape = pool.output_shape(shape)
-    if draw(st.booleans()):
-        layers.append(L.Flatten())
-    return layers, shape
-
-
 @st.composite
 def networks(draw):
     """A random float64 Network (eval mode, random biases) and a batch of inputs in [0, 1]."""
-    first = draw(st.sampled_from([L.Format(), L.NoFormat(), L.Format(-0.5, 2.0)]))
-    if draw(st.booleans()):
-        input_shape = (draw(st.integers(1, 3)), draw(st.integers(3, 9)), draw(st.integers(3, 9)))
-        layers, _ = draw(image_layers(input_shape))
-    else:
-        input_shape, layers = draw(st.sampled_from([(1,), (5,), (2, 2, 3)])), []
-    for _ in range(draw(st.integers(0, 2))):
-        layers += [L.Linear(draw(st.integers(1, 6))), L.ReLU()]
-        if draw(st.booleans()):
-            layers.append(L.Dropout(0.3))
-    classes = draw(st.integers(1, 4))
+    layers, input_shape, classes = draw(architectures())
     seed = draw(st.integers(0, 10_000))
-    net = lrpkit.Network([first, *layers, L.Linear(classes)], input_shape, classes, seed=seed).double().eval()
+    net = lrpkit.Network(layers, input_shape, classes, seed=seed).double().eval()
     x = torch.from_numpy(np.random.default_rng(seed).uniform(0, 1, size=(draw(st.integers(1, 3)), *input_shape)))
     return net, x
 

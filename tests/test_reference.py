@@ -17,6 +17,7 @@ from lrpkit.errors import InputError, SpecError, TargetError
 from lrpkit.methods import AlphaBeta, Epsilon, Flat, Gamma, Simple, WSquare, ZBox, ZPlus
 from lrpkit.reference import ReferenceNetwork, from_network
 from lrpkit.reference import layers as RL
+from strategies import architectures
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -219,46 +220,6 @@ def test_zb_is_non_negative_inside_the_bounds(case):
 # -- whole networks -----------------------------------------------------------------------------
 
 
-def _fits(spec, shape):
-    try:
-        return spec.output_shape(shape)
-    except SpecError:
-        return None
-
-
-@st.composite
-def architectures(draw):
-    """``(layers, input_shape, classes)``: a random small ReLU MLP or CNN (every hidden weighted layer + ReLU)."""
-    layers = [draw(st.sampled_from([L.Format(), L.NoFormat(), L.Format(-0.5, 2.0)]))]
-    if draw(st.booleans()):
-        shape = input_shape = (draw(st.integers(1, 2)), draw(st.integers(3, 8)), draw(st.integers(3, 8)))
-        if draw(st.booleans()):
-            layers.append(L.Pad(draw(st.integers(1, 2)), draw(st.sampled_from([None, 0.0, 0.5]))))
-            shape = layers[-1].output_shape(shape)
-        for _ in range(draw(st.integers(1, 2))):
-            k, s, p = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 1))
-            conv = L.Conv(draw(st.integers(1, 3)), k, s, p)
-            if _fits(conv, shape) is None:
-                break
-            layers += [conv, L.ReLU()]
-            shape = conv.output_shape(shape)
-            kind = draw(st.sampled_from([None, L.SumPool, L.AvgPool, L.MaxPool]))
-            pool = kind and kind(draw(st.integers(1, 3)), draw(st.integers(1, 2)))
-            if pool and _fits(pool, shape):
-                layers.append(pool)
-                shape = pool.output_shape(shape)
-        if draw(st.booleans()):
-            layers.append(L.Flatten())
-    else:
-        input_shape = draw(st.sampled_from([(1,), (4,), (1, 2, 3)]))
-    for _ in range(draw(st.integers(0, 2))):
-        layers += [L.Linear(draw(st.integers(1, 5))), L.ReLU()]
-        if draw(st.booleans()):
-            layers.append(L.Dropout(0.5))
-    classes = draw(st.integers(1, 4))
-    return [*layers, L.Linear(classes)], input_shape, classes
-
-
 def homogeneous(spec):
     """Format -> NoFormat and Pad -> zero padding: with zero biases the network is positively homogeneous."""
     if isinstance(spec, L.Format):
@@ -269,7 +230,7 @@ def homogeneous(spec):
 @st.composite
 def networks(draw, zero_bias=False, plain=False):
     """A random float64 ``lrpkit.Network`` (eval mode), its NumPy twin and a batch of inputs in [0, 1]."""
-    layers, input_shape, classes = draw(architectures())
+    layers, input_shape, classes = draw(architectures(always_relu=True))
     seed = draw(st.integers(0, 2**31))
     layers = [homogeneous(s) for s in layers] if plain else layers
     net = lrpkit.Network(layers, input_shape, classes, seed=seed % 1000).double().eval()

@@ -14,8 +14,8 @@ import torch
 
 import lrpkit
 from lrpkit.data import mnist
+from lrpkit.train import RECIPES as SETTINGS
 
-SETTINGS = {"mlp": {"steps": 3000, "augment": 1}, "cnn": {"steps": 1500, "augment": 1}}
 TARGETS = {"mlp": 0.94, "cnn": 0.975}
 DEFAULT_T10K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-t10k"
 

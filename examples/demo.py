@@ -11,9 +11,7 @@ from pathlib import Path
 
 import lrpkit
 from lrpkit.data import mnist
-
-# steps chosen so that the whole demo stays under ~3 minutes on 2 cores
-TRAINING = {"mlp": {"steps": 3000, "augment": 1}, "cnn": {"steps": 1500, "augment": 1}}
+from lrpkit.train import RECIPES as TRAINING  # about 10 s (MLP) and 25 s (CNN) on 2 cores
 
 
 def train(name: str, data, out: Path) -> lrpkit.Network:

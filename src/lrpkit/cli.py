@@ -48,28 +48,32 @@ def add_train(sub: Any) -> None:
     p.add_argument("--arch", default="mlp", help="mlp, cnn, tutorial_mlp, tutorial_cnn, or a JSON spec file")
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     _add_data(p)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, help="training steps (default: 3000 for mlp, 1500 for cnn, else 2000)")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=["sigmoid", "softmax"], default="sigmoid")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--augment", type=int, default=0, metavar="PIXELS", help="random shifts of up to PIXELS")
+    p.add_argument("--augment", type=int, metavar="PIXELS", help="random shifts of up to PIXELS (mlp/cnn: 1, else 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from .train import DEFAULT_RECIPE, RECIPES
+
     net = _architecture(args.arch)
     data = _load_data(args)
     if data.train is None:
         raise SpecError(f"--data {args.data}: has no training files (train-images-idx3-ubyte...)")
+    recipe = {**RECIPES.get(args.arch, DEFAULT_RECIPE)}
+    recipe.update({k: v for k, v in (("steps", args.steps), ("augment", args.augment)) if v is not None})
     history = net.fit(
-        data.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, loss=args.loss, seed=args.seed,
-        augment=args.augment, progress=False if args.quiet else None,
+        data.train, batch_size=args.batch_size, lr=args.lr, loss=args.loss, seed=args.seed,
+        progress=False if args.quiet else None, **recipe,
     )  # fmt: skip
     scores = net.evaluate(data.test)
     net.metadata.update({"test_accuracy": scores["accuracy"], "data": data.source})
     net.save(args.out)
-    print(f"trained {args.arch} for {args.steps} steps in {history.seconds:.1f} s: ", end="")
+    print(f"trained {args.arch} for {recipe['steps']} steps in {history.seconds:.1f} s: ", end="")
     print(f"test accuracy {scores['accuracy']:.4f}, loss {scores['loss']:.4f}; saved to {args.out}")
 
 

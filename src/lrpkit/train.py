@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from .network import Network
 
 LOSSES = ("sigmoid", "softmax")
+RECIPES = {"mlp": {"steps": 3000, "augment": 1}, "cnn": {"steps": 1500, "augment": 1}}
+"""Training settings of the ready-made architectures (``make demo``, ``lrpkit train``, ``bench/accuracy.py``):
+on the embedded 4000 images they reach >= 94 % (MLP) and >= 97.5 % (CNN) on the 10,000 MNIST test images."""
+DEFAULT_RECIPE = {"steps": 2000, "augment": 0}
 
 
 def loss_value(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:

@@ -5,9 +5,9 @@
 One table per model (lrpkit's MNIST MLP and CNN at batch 256, VGG-16 at 224x224x3 batch 4; random weights):
 a forward pass, a plain input gradient (forward + backward to the input), every lrpkit method and preset,
 every class at once (MNIST models), the Zennit composite with the same rules per layer, and Captum's LRP
-(epsilon rule everywhere). Times are medians of repeats after a warm-up; the jobs take turns round by round
-so that background load hits them alike, and every ratio in a table comes from the same run. Peak memory
-is measured once per job in a fresh process (the rise of peak RSS over the set-up, or of
+(epsilon rule everywhere). Times are medians over rounds after a warm-up; in each round every job runs once,
+in turn, so that background load hits them alike, and every ratio in a table comes from the same run. Peak
+memory is measured once per job in a fresh process (the rise of peak RSS over the set-up, or of
 ``torch.cuda.max_memory_allocated``). Without Zennit or Captum installed their columns stay empty, with a note.
 Writes one section per model and device to ``bench/RESULTS.md`` (not with ``--quick`` or ``--no-write``).
 """
@@ -54,7 +54,7 @@ ALL_TARGET = 4.0  # every class at once / one class
 ZENNIT_SPEEDUP_TARGET = 1.5  # presets: Zennit's time / lrpkit's time
 QUICK_MEMORY_ROWS = ("gradient", "epsilon_plus", "all:simple")
 ROUNDS = {"mlp": 5, "cnn": 5, "vgg16": 3}  # default rounds of repeats (VGG-16: a call takes seconds)
-ROUND_SECONDS = 0.5  # aim of one job's share of a round (repeats are added until it is reached, at most 10)
+MAX_ROUNDS = 40  # rounds are added beyond the minimum while one model's rounds fit in 60 s (quick: 5 s)
 
 
 @dataclass(frozen=True)
@@ -161,25 +161,31 @@ def timed(call: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def time_jobs(jobs: list[Job], case: Case, rounds: int, device: torch.device) -> dict[Job, float | str]:
-    """Median seconds per job (or an error message); one warm-up each, then ``rounds`` rounds taking turns."""
-    prepared, results, repeats = {}, {}, {}
+def time_jobs(
+    jobs: list[Job], case: Case, rounds: int, device: torch.device, budget: float = 60.0
+) -> tuple[dict[Job, Any], int]:
+    """Median seconds per job (or an error message), and the number of rounds run.
+
+    One warm-up per job, then rounds in which every job runs once, in turn, so that background load hits
+    them alike: at least ``rounds``, more (up to :data:`MAX_ROUNDS`) while they fit in ``budget`` seconds.
+    """
+    prepared, results, warm = {}, {}, {}
     for job in jobs:
         try:
             call, context = prepared[job] = prepare(job, case)
             with context:
-                warm = timed(call, device)
-            repeats[job] = max(1, min(10, round(ROUND_SECONDS / max(warm, 1e-9))))
+                warm[job] = timed(call, device)
         except Exception as err:
             results[job] = f"error: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
             prepared.pop(job, None)
+    rounds = max(rounds, min(MAX_ROUNDS, int(budget / max(sum(warm.values()), 1e-9))))
     samples: dict[Job, list[float]] = {job: [] for job in prepared}
     for _ in range(rounds):
         for job, (call, context) in prepared.items():
             with context:
-                samples[job] += [timed(call, device) for _ in range(repeats[job])]
+                samples[job].append(timed(call, device))
     results.update({job: statistics.median(s) for job, s in samples.items()})
-    return results
+    return results, rounds
 
 
 # -- peak memory, one fresh process per job ------------------------------------------------------------------
@@ -353,7 +359,7 @@ def describe(case: Case, rounds: int) -> str:
     shape = "x".join(map(str, case.x.shape))
     return (
         f"{case.name}: input {shape} {str(case.x.dtype).replace('torch.', '')}, {case.classes} classes; "
-        f"medians of ≥{rounds} runs after a warm-up"
+        f"medians of {rounds} runs after a warm-up"
     )
 
 
@@ -362,9 +368,10 @@ def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None])
     case = build_case(name, args.quick, device)
     jobs = jobs_for(name, peers)
     rounds = args.rounds or (1 if args.quick else ROUNDS[name])
-    load_before, description = load_average(), describe(case, rounds)
-    print(f"\n## {description}", flush=True)
-    times = time_jobs(jobs, case, rounds, device)
+    load_before = load_average()
+    print(f"\n## {name}: {len(jobs)} jobs, at least {rounds} rounds", flush=True)
+    times, rounds = time_jobs(jobs, case, rounds, device, budget=5.0 if args.quick else 60.0)
+    description = describe(case, rounds)
     del case
     memory = {job: memory_of(name, job, args) for job in memory_jobs(jobs, args.quick)} if args.memory else {}
     text = "\n".join(
@@ -389,7 +396,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", default="mlp,cnn,vgg16", help="comma-separated: mlp, cnn, vgg16")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="smoke run: small batches, one round, no RESULTS.md")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of repeats (default 5, VGG-16 3, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="minimum rounds (default 5, VGG-16 3, quick 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update bench/RESULTS.md")

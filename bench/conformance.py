@@ -22,7 +22,8 @@ with lrpkit's ``Epsilon(1e-9, bias=True)`` on the models without BatchNorm (Capt
 Captum defines it and once with a negligible eps on max pooling (see :data:`CAPTUM_NOTE`).
 
 The number reported is, per sample, ``max |R_lrpkit - R_peer| / max |R_peer|`` over the input, maximised over
-the samples. Writes the tables to ``bench/RESULTS.md`` (section "conformance").
+the samples. Writes the tables to ``bench/RESULTS.md`` (section "conformance"; other model sets and VGG sizes
+get their own section).
 """
 
 from __future__ import annotations
@@ -235,6 +236,13 @@ def captum_table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
+def section_name(names: list[str], vgg_size: int) -> str:
+    """The RESULTS.md section: "conformance" for the default run, its own one for other models or VGG sizes."""
+    if tuple(names) == MODELS and vgg_size == 64:
+        return "conformance"
+    return "conformance-" + "-".join(names) + (f"-{vgg_size}px" if "vgg16" in names else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
@@ -244,7 +252,8 @@ def main() -> None:
     notes = {name: missing(name) for name in ("zennit", "captum")}
     for note in filter(None, notes.values()):
         print(f"note: {note}")
-    cases = [build(name.strip(), args.vgg_size) for name in args.models.split(",")]
+    names = [name.strip() for name in args.models.split(",")]
+    cases = [build(name, args.vgg_size) for name in names]
     parts = ["## Conformance with Zennit and Captum", "", *environment(torch.device("cpu"))]
     parts += [f"- {c!r}" for c in cases] + [f"- note: {BATCHNORM_NOTE}", ""]
     if notes["zennit"] is None:
@@ -259,7 +268,7 @@ def main() -> None:
     text = "\n".join(parts)
     print(text)
     if args.write:
-        update_section("conformance", text)
+        update_section(section_name(names, args.vgg_size), text)
 
 
 if __name__ == "__main__":

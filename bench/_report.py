@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -50,12 +51,15 @@ def load_average() -> str:
 
 
 def git_commit() -> str:
+    """The short commit of the checkout, noting uncommitted changes to ``src/`` (the code that was measured)."""
+    root = str(Path(__file__).resolve().parents[1])
     try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD", "--", "src"], capture_output=True)
     except OSError:
         return "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return commit + (" with uncommitted changes in src/" if dirty.returncode == 1 else "")
 
 
 def environment(device: torch.device) -> list[str]:
@@ -69,16 +73,27 @@ def environment(device: torch.device) -> list[str]:
     ]
 
 
+SECTION = re.compile(r"<!-- (?P<name>[\w.-]+):begin -->\n.*?\n<!-- (?P=name):end -->", re.DOTALL)
+MODEL_ORDER = ("mlp", "cnn", "vgg16")
+
+
+def _rank(name: str) -> tuple:
+    """Section order: speed tables first (per device: MLP, CNN, VGG-16), then the conformance sections."""
+    parts = name.split("-")
+    if parts[0] == "speed" and len(parts) == 3:
+        model = MODEL_ORDER.index(parts[2]) if parts[2] in MODEL_ORDER else len(MODEL_ORDER)
+        return (0, parts[1], model, name)
+    return (1, "", 0, name)
+
+
 def update_section(name: str, text: str, path: Path = RESULTS) -> Path:
-    """Replaces (or appends) section ``name`` of ``path`` with ``text``; atomic write."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    """Replaces (or adds) section ``name`` of ``path`` with ``text``, keeping the sections in order; atomic write."""
     old = path.read_text() if path.exists() else TITLE
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in old and end in old:
-        head, rest = old.split(begin, 1)
-        new = head + block + rest.split(end, 1)[1]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
+    found = list(SECTION.finditer(old))
+    head = old[: found[0].start()] if found else old
+    blocks = {m["name"]: m[0] for m in found}
+    blocks[name] = f"<!-- {name}:begin -->\n{text.rstrip()}\n<!-- {name}:end -->"
+    new = head.rstrip() + "\n\n" + "\n\n".join(blocks[key] for key in sorted(blocks, key=_rank)) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".md")
     with os.fdopen(fd, "w") as f:
         f.write(new)

@@ -273,7 +273,9 @@ def _weighted_step(layer: Layer, rule: Rule, trace: Trace, R: Tensor, bounds: An
     nonneg = trace.nonneg[i] or (isinstance(rule, SIGNED) and bool((a >= 0).all()))
     record = Recorded(a, trace.z.pop(i), nonneg, trace.activations[i + 1])
     zbox_bounds = _zbox_bounds(rule, bounds, a, i) if isinstance(rule, ZBox) else None
-    return propagate(rule, layer.weighted, record, R, zbox_bounds)
+    R = propagate(rule, layer.weighted, record, R, zbox_bounds)
+    layer.weighted.release()  # every target went through this layer at once: its modified weights are done
+    return R
 
 
 def _zbox_bounds(rule: ZBox, bounds: Any, a: Tensor, index: int) -> tuple[Tensor, Tensor]:

@@ -163,8 +163,16 @@ class WeightedLayer:
     def gamma_weights(self, gamma: float) -> tuple[Tensor, Tensor]:
         """``(w + gamma w+, w + gamma w-)``, cached per gamma."""
         if gamma not in self._cache:
-            self._cache[gamma] = (self.weight + gamma * self.positive, self.weight + gamma * self.negative)
+            w_plus = self.positive  # w + gamma w- = (1 + gamma) w - gamma w+: no w- needed
+            self._cache[gamma] = (self.weight + gamma * w_plus, (1.0 + gamma) * self.weight - gamma * w_plus)
         return self._cache[gamma]
+
+    def release(self, *names: str) -> None:
+        """Drops cached modified weights (the named ones, or all) once they are no longer needed."""
+        for name in names or ("positive", "negative", "squared", "ones"):
+            self.__dict__.pop(name, None)
+        if not names:
+            self._cache.clear()
 
     def bias_part(self, sign: int) -> Tensor | None:
         """``b+`` (sign > 0) or ``b-`` (sign < 0); None without bias."""
@@ -241,8 +249,12 @@ def epsilon(rule: Epsilon, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Te
     return layer.backward(s, layer.weight, rec.a.shape[1:]).mul_(rec.a)
 
 
-def _signed_forward(layer: WeightedLayer, rec: Recorded, w_plus: Tensor, w_minus: Tensor, cache: bool = True) -> Tensor:
-    """``sum_i (a+_i w_plus_ij + a-_i w_minus_ij)``: 1 forward op (on ``[a+, a-]`` stacked by channel)."""
+def _signed_forward(
+    layer: WeightedLayer, rec: Recorded, w_plus: Tensor, w_minus: Tensor | None, cache: bool = True
+) -> Tensor:
+    """``sum_i (a+_i w_plus_ij + a-_i w_minus_ij)``: 1 forward op (on ``[a+, a-]`` stacked by channel).
+
+    ``w_minus`` may be None when the inputs are known non-negative (it is not needed then)."""
     if rec.nonneg:
         return layer.forward(rec.a, w_plus)
     a_pos, a_neg = rec.a.clamp(min=0), rec.a.clamp(max=0)
@@ -252,7 +264,7 @@ def _signed_forward(layer: WeightedLayer, rec: Recorded, w_plus: Tensor, w_minus
     return layer.forward(torch.cat([a_pos, a_neg], 1), stacked)
 
 
-def _split(layer: WeightedLayer, rec: Recorded, s: Tensor, w_plus: Tensor, w_minus: Tensor) -> Tensor:
+def _split(layer: WeightedLayer, rec: Recorded, s: Tensor, w_plus: Tensor, w_minus: Tensor | None) -> Tensor:
     """Steps 3-4 for split inputs: ``a+_i sum_j w_plus_ij s_j + a-_i sum_j w_minus_ij s_j`` (1 transposed op)."""
     a, in_shape = rec.a, rec.a.shape[1:]
     if rec.nonneg:
@@ -290,10 +302,11 @@ def alpha_beta(rule: AlphaBeta, layer: WeightedLayer, rec: Recorded, R: Tensor) 
     shares nothing (its factor is 0 rather than ``1 / eps``). Non-negative inputs: 2 transposed ops
     (``w+``, ``w-``), 1 for z+; inputs of either sign: the same count on channel-stacked ``[a+, a-]``.
     """
-    P = _signed_forward(layer, rec, layer.positive, layer.negative)  # step 1
+    w_minus = None if rec.nonneg else layer.negative  # z+ on non-negative inputs never needs w-
+    P = _signed_forward(layer, rec, layer.positive, w_minus)  # step 1
     P_total = layer.with_bias(P, layer.bias_part(+1)) if rule.bias else P
     s_pos = ratio(R, stab(P_total, STABILIZER), rule.alpha, drop=P_total == 0)  # step 2
-    R_in = _split(layer, rec, s_pos, layer.positive, layer.negative)  # steps 3-4
+    R_in = _split(layer, rec, s_pos, layer.positive, w_minus)  # steps 3-4
     if not rule.beta:
         return R_in
     N = _negative_sum(layer, rec, P)
@@ -344,7 +357,7 @@ def gamma(rule: Gamma, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor
     on channel-stacked ``[a+, a-]`` for inputs of either sign.
     """
     g = rule.gamma
-    P = _signed_forward(layer, rec, layer.positive, layer.negative)  # step 1
+    P = _signed_forward(layer, rec, layer.positive, None if rec.nonneg else layer.negative)  # step 1
     U, V = torch.add(rec.z, P, alpha=g), torch.mul(rec.z, 1.0 + g).sub_(P, alpha=g)
     if rule.bias and layer.bias is not None:
         U = layer.with_bias(U, layer.bias + g * layer.bias_part(+1))
@@ -353,6 +366,7 @@ def gamma(rule: Gamma, layer: WeightedLayer, rec: Recorded, R: Tensor) -> Tensor
     s_u = ratio(R, stab(U, STABILIZER), drop=out <= 0)  # step 2, by the sign of the real output
     s_v = ratio(R, stab(V, STABILIZER), drop=out >= 0)
     w_up, w_down = layer.gamma_weights(g)
+    layer.release("positive")  # only w + gamma w+ and w + gamma w- are needed from here on
     return _split(layer, rec, s_u, w_up, w_down).add_(_split(layer, rec, s_v, w_down, w_up))  # steps 3-4
 
 

@@ -26,6 +26,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 
 def _architecture(name: str) -> Any:
+    from .files import read_json
     from .network import ARCHITECTURES, Network
 
     if name in ARCHITECTURES:
@@ -33,10 +34,7 @@ def _architecture(name: str) -> Any:
     file = Path(name)
     if not file.is_file():
         raise SpecError(f"--arch {name!r}: neither an architecture ({', '.join(ARCHITECTURES)}) nor a JSON file")
-    try:
-        spec = json.loads(file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpecError(f"{file}: not valid JSON ({err})") from None
+    spec = read_json(file, SpecError)
     return Network.from_spec(spec if isinstance(spec, dict) else {"layers": spec})
 
 

@@ -1,8 +1,10 @@
-"""Atomic writing: a file or a whole directory appears complete under its name, or not at all."""
+"""Files: atomic writing (a file or a whole directory appears complete under its name, or not at all), and
+reading JSON with an error that names the file."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -10,6 +12,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import LrpkitError
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -49,3 +53,12 @@ def atomic_directory(path: str | Path, fill: Callable[[Path], Any]) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def read_json(path: str | Path, error: type[LrpkitError]) -> Any:
+    """The JSON value in ``path``; ``error`` (naming the file) when it is not valid JSON text."""
+    file = Path(path)
+    try:
+        return json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{file}: not valid JSON ({err})") from None

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .errors import LrpkitError, ModelFileError
-from .files import atomic_directory
+from .files import atomic_directory, read_json
 from .network import Network
 from .tutorial_format import load_tutorial  # noqa: F401 (lrpkit.io.load_tutorial)
 
@@ -55,10 +55,7 @@ def _read_spec(directory: Path) -> dict[str, Any]:
     file = directory / SPEC_FILE
     if not file.is_file():
         raise ModelFileError(f"{file}: missing (not an lrpkit model directory)")
-    try:
-        spec = json.loads(file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{file}: not valid JSON ({err})") from None
+    spec = read_json(file, ModelFileError)
     if not isinstance(spec, dict) or spec.get("format") != FORMAT_NAME:
         raise ModelFileError(
             f"{file}: not an lrpkit model (format {spec.get('format') if isinstance(spec, dict) else None!r})"

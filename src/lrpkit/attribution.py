@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, SpecError, TargetError
+from .network import check_tensor
 from .targets import class_filter
 
 Target = Any  # int | Sequence[int] | torch.Tensor | str | None
@@ -37,15 +38,7 @@ Baseline = Callable[..., torch.Tensor]
 
 def check_x(model: nn.Module, x: Any) -> torch.Tensor:
     """``x`` as the model expects it; a lrpkit Network validates and reshapes it to ``(N, *input_shape)``."""
-    if hasattr(model, "check_input"):
-        return model.check_input(x)
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point() or x.dim() < 2:
-        raise InputError(f"x must be a floating point tensor of shape (N, ...), got {x.dtype} {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise InputError("x contains NaN or Inf values")
-    return x
+    return model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
 
 
 def target_filter(logits: torch.Tensor, target: Target) -> torch.Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from .errors import InputError, SpecError
 from .layers import Dense, FormatModule, Pad2d, SumPool2d
 from .methods import AlphaBeta, Gamma, Rule, ZBox, resolve
-from .network import Network
+from .network import Network, check_tensor
 from .rules import STABILIZER, Recorded, WeightedLayer, propagate, ratio, stab
 from .targets import start_relevance
 
@@ -131,7 +131,7 @@ def _prepare(model: nn.Module, x: Any) -> tuple[list[Layer], Tensor, tuple[Any, 
         return _layers(list(model.body)), model.check_input(x), model.bounds
     if isinstance(model, nn.Sequential):
         modules = _flatten(model)
-        return _layers(modules), _check_x(x, modules), None
+        return _layers(modules), check_tensor(x, model), None
     raise SpecError(f"model must be an lrpkit Network or a torch.nn.Sequential, got {type(model).__name__}")
 
 
@@ -170,26 +170,6 @@ def _weighted(modules: Sequence[nn.Module], i: int) -> WeightedLayer | None:
         return WeightedLayer.from_module(modules[i], after if isinstance(after, BATCHNORM) else None)
     except SpecError as err:
         raise SpecError(f"layer {i} ({type(modules[i]).__name__}): {err}") from None
-
-
-def _check_x(x: Any, modules: Sequence[nn.Module]) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point() or x.dim() < 2:
-        raise InputError(f"x must be a floating point tensor (N, ...), got {x.dtype} of shape {tuple(x.shape)}")
-    for i, module in enumerate(modules):
-        for name, p in [*module.named_parameters(), *module.named_buffers()]:
-            if p.is_floating_point() and (p.dtype != x.dtype or p.device != x.device):
-                raise InputError(
-                    f"x is {x.dtype} on {x.device} but layer {i} ({type(module).__name__}).{name} is "
-                    f"{p.dtype} on {p.device}; move one to the other (x.to(...) or model.to(...))"
-                )
-    if not torch.isfinite(x).all():
-        raise InputError("x contains NaN or Inf values")
-    return x
-
-
-# -- forward: record once ----------------------------------------------------------------------------
 
 
 def _record(layers: list[Layer], x: Tensor) -> Trace:

@@ -28,6 +28,24 @@ def _check_shape(shape: Any, name: str) -> Shape:
     return shape
 
 
+def check_tensor(x: Any, model: nn.Module) -> torch.Tensor:
+    """``x`` checked for ``model``: a finite floating point tensor ``(N, ...)`` on the model's dtype and device."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point() or x.dim() < 2:
+        raise InputError(f"x must be a floating point tensor (N, ...), got {x.dtype} of shape {tuple(x.shape)}")
+    for where, module in model.named_modules():
+        for name, p in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if p.is_floating_point() and (p.dtype != x.dtype or p.device != x.device):
+                raise InputError(
+                    f"x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device} (layer {where} "
+                    f"({type(module).__name__}).{name}); move one to the other (x.to(...) or model.to(...))"
+                )
+    if not torch.isfinite(x).all():
+        raise InputError("x contains NaN or Inf values")
+    return x
+
+
 class Network(nn.Module):
     """A feed-forward network from layer specs; ``net(x)`` gives the logits.
 
@@ -90,21 +108,9 @@ class Network(nn.Module):
 
     def check_input(self, x: Any) -> torch.Tensor:
         """Returns ``x`` as a ``(N, *input_shape)`` tensor, or raises :class:`InputError` naming the problem."""
-        if not isinstance(x, torch.Tensor):
-            raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise InputError(f"x must be a floating point tensor, got dtype {x.dtype}")
-        param = next(self.parameters(), None)
-        if param is not None and (x.dtype != param.dtype or x.device != param.device):
-            raise InputError(
-                f"x is {x.dtype} on {x.device} but the network is {param.dtype} on {param.device}; "
-                f"use x.to(net_param) or net.to(x.dtype / x.device)"
-            )
-        per_sample = math.prod(self.input_shape)
-        if x.dim() < 2 or math.prod(x.shape[1:]) != per_sample:
+        x = check_tensor(x, self)
+        if math.prod(x.shape[1:]) != math.prod(self.input_shape):
             raise InputError(f"x has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.input_shape))})")
-        if not torch.isfinite(x).all():
-            raise InputError("x contains NaN or Inf values")
         return x.reshape(x.shape[0], *self.input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

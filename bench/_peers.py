@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrpkit.layers import FormatModule, Pad2d, SumPool2d
+from lrpkit.model.layers import FormatModule, Pad2d, SumPool2d
 
 Explainer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 import lrpkit
-from lrpkit.data import mnist
-from lrpkit.train import RECIPES as SETTINGS
+from lrpkit.model.data import mnist
+from lrpkit.model.train import RECIPES as SETTINGS
 
 TARGETS = {"mlp": 0.94, "cnn": 0.975}
 DEFAULT_T10K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-t10k"

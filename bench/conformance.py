@@ -14,7 +14,7 @@ elsewhere, lrpkit's; Zennit's default is 1e-6), and two bias settings:
 - bias included: lrpkit rules with ``bias=True``, Zennit's default. Zennit's ZBox cancels the bias whatever
   the setting (``b - b+ - b- = 0``) and Flat never has one, so lrpkit's ZBox/Flat stay bias-free; Zennit's
   WSquare would add ``b^2`` to its denominator, which lrpkit has no rule for, so it is always left out there.
-  The rules are passed as a per-weighted-layer list (from ``lrpkit.methods.resolve``), and ``deeptaylor``'s
+  The rules are passed as a per-weighted-layer list (from ``lrpkit.composites.resolve``), and ``deeptaylor``'s
   rectified start ``relu(logits) * one_hot`` is passed as the class filter ``one_hot * (logits > 0)``.
 
 Captum's LRP (EpsilonRule, epsilon 1e-9, bias included, on every weighted and pooling layer) is compared
@@ -37,11 +37,12 @@ import torch
 from torch import nn
 
 import lrpkit
-import lrpkit.lrp as engine
+import lrpkit.engine as engine
 from _models import Case, make_case, weighted_kinds
 from _peers import METHODS, ZennitSetup, captum_explainer, missing, zennit_composite, zennit_explainer
 from _report import environment, update_section
-from lrpkit.methods import AlphaBeta, Epsilon, Gamma, Rule, Simple, resolve
+from lrpkit.composites import resolve
+from lrpkit.rules import AlphaBeta, Epsilon, Gamma, Rule, Simple
 
 STABILIZER = 1e-9  # lrpkit's stabiliser of every rule but Epsilon/Simple; Zennit is set to the same
 CAPTUM_EPSILON = 1e-9  # Captum's default

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 import lrpkit
-from lrpkit.evaluate import pixel_flipping
+from lrpkit.evaluate.faithfulness import pixel_flipping
 
 
 def images(n: int, data: str | None) -> tuple[torch.Tensor, str]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-import lrpkit.lrp as engine
+import lrpkit.engine as engine
 from _models import Case, make_case
 from _peers import METHODS, captum_explainer, missing, zennit_composite, zennit_explainer
 from _report import environment, load_average, update_section

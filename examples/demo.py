@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import lrpkit
-from lrpkit.data import mnist
-from lrpkit.train import RECIPES as TRAINING  # about 10 s (MLP) and 25 s (CNN) on 2 cores
+from lrpkit.model.data import mnist
+from lrpkit.model.train import RECIPES as TRAINING  # about 10 s (MLP) and 25 s (CNN) on 2 cores
 
 
 def train(name: str, data, out: Path) -> lrpkit.Network:
@@ -45,7 +45,7 @@ def main() -> None:
 
 def draw(net: lrpkit.Network, data, out: Path) -> list[Path]:
     """Pictures of the net's explanations; returns the files written."""
-    from lrpkit.explanation import explain_to_files, spread
+    from lrpkit.pictures.explain import explain_to_files, spread
 
     index = spread(len(data.test), 10)  # ten test images spread over the split: one per class here
     x, y = data.test.images[index], data.test.labels[index]

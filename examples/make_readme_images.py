@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 import lrpkit
-from lrpkit.colormaps import COLORMAPS, colormap
-from lrpkit.pictures import save_figure
+from lrpkit.pictures.colormaps import COLORMAPS, colormap
+from lrpkit.pictures.grids import save_figure
 
 
 def quickstart(net: lrpkit.Network, out: Path) -> list[Path]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import lrpkit
-from lrpkit.pictures import first_layer_filters, save_figure, shared_gray
+from lrpkit.pictures.grids import first_layer_filters, save_figure, shared_gray
 
 
 def train_both(steps: int, seed: int) -> tuple[lrpkit.Network, lrpkit.Network, lrpkit.data.Split]:

@@ -21,7 +21,7 @@ def _seed_torch() -> None:
 
 @pytest.fixture(scope="session")
 def mnist_data():
-    from lrpkit.data import mnist
+    from lrpkit.model.data import mnist
 
     return mnist()
 

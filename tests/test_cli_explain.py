@@ -12,8 +12,8 @@ from PIL import Image
 
 import lrpkit
 from lrpkit.cli import main
-from lrpkit.data import Split, mnist
-from lrpkit.explanation import explain_to_files, parse_target, spread
+from lrpkit.model.data import Split, mnist
+from lrpkit.pictures.explain import explain_to_files, parse_target, spread
 
 COUNT = 30  # synthetic test images, 3 per class
 
@@ -141,7 +141,7 @@ def test_plot_classes_makes_one_engine_call(setup, tmp_path, monkeypatch) -> Non
     net = lrpkit.load(setup[0])
     x, labels = _inputs(setup, 4)
     calls = []
-    engine = sys.modules["lrpkit.lrp"]
+    engine = sys.modules["lrpkit.engine"]
     original = engine.lrp
     monkeypatch.setattr(engine, "lrp", lambda *args: calls.append(args[2]) or original(*args))
     path = lrpkit.plot_classes(net, x, "epsilon", tmp_path / "grid", labels=labels)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrpkit.data import IMAGES_MAGIC, LABELS_MAGIC, idx_mnist, mnist, read_idx
 from lrpkit.errors import DataError
+from lrpkit.model.data import IMAGES_MAGIC, LABELS_MAGIC, idx_mnist, mnist, read_idx
 
 
 def write_idx(path, array, magic, compress=False):

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import lrpkit
 from lrpkit import layers as L
+from lrpkit.composites import PRESETS
 from lrpkit.errors import TargetError
-from lrpkit.methods import PRESETS
 from lrpkit.reference import MismatchError, ReferenceNetwork, bridge
 from lrpkit.reference import layers as RL
 from strategies import architectures

@@ -12,7 +12,7 @@ from torch import nn
 import lrpkit
 from lrpkit import attribution as A
 from lrpkit.errors import InputError, SpecError
-from lrpkit.evaluate import aopc, conservation, mean_interval, pixel_flipping
+from lrpkit.evaluate.faithfulness import aopc, conservation, mean_interval, pixel_flipping
 
 # -- conservation -----------------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from torch import nn
 import lrpkit
 from lrpkit import layers as L
 from lrpkit.errors import InputError, LrpkitError, SpecError, TargetError
-from lrpkit.layers import Pad2d, SumPool2d
-from lrpkit.methods import AlphaBeta, Epsilon, Gamma, ZBox, ZPlus
+from lrpkit.model.layers import Pad2d, SumPool2d
+from lrpkit.rules import AlphaBeta, Epsilon, Gamma, ZBox, ZPlus
 
 F64 = torch.float64
 
@@ -477,13 +477,14 @@ def test_method_and_option_errors():
     assert issubclass(SpecError, LrpkitError)
 
 
-def test_module_stays_callable_after_import():
-    import lrpkit.lrp as module
+def test_lrp_is_a_plain_function_and_submodules_resolve_lazily():
+    import lrpkit.data
 
-    model = nn.Sequential(nn.Linear(3, 2))
-    x = torch.rand(2, 3)
-    assert torch.equal(lrpkit.lrp(model, x, 0), module.lrp(model, x, 0))
-    assert torch.equal(module(model, x, 0), module.lrp(model, x, 0))
+    import lrpkit.engine
+
+    assert lrpkit.lrp is lrpkit.engine.lrp
+    assert lrpkit.data is lrpkit.model.data
+    assert callable(lrpkit.data.mnist)
 
 
 def test_gamma_and_alphabeta_treat_negative_inputs_by_their_definition():

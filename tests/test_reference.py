@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 import lrpkit
 from lrpkit import layers as L
 from lrpkit.errors import InputError, SpecError, TargetError
-from lrpkit.methods import AlphaBeta, Epsilon, Flat, Gamma, Simple, WSquare, ZBox, ZPlus
 from lrpkit.reference import ReferenceNetwork, from_network
 from lrpkit.reference import layers as RL
+from lrpkit.rules import AlphaBeta, Epsilon, Flat, Gamma, Simple, WSquare, ZBox, ZPlus
 from strategies import architectures
 
 SETTINGS = settings(max_examples=25, deadline=None)

@@ -13,10 +13,10 @@ from PIL import Image
 from torch import nn
 
 import lrpkit
-from lrpkit import report
 from lrpkit.cli import main
 from lrpkit.errors import SpecError
-from lrpkit.evaluate import compare
+from lrpkit.evaluate import report
+from lrpkit.evaluate.faithfulness import compare
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import lrpkit
-from lrpkit.methods import AlphaBeta, Epsilon, Flat, Gamma, Simple, WSquare, ZBox, ZPlus
-from lrpkit.rules import WeightedLayer, stab
+from lrpkit.engine.weighted import WeightedLayer, stab
+from lrpkit.rules import AlphaBeta, Epsilon, Flat, Gamma, Simple, WSquare, ZBox, ZPlus
 
 EPS = 1e-9
 F64 = torch.float64

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import lrpkit
+from lrpkit.engine.targets import class_filter, start_relevance
 from lrpkit.errors import LrpkitError, TargetError
-from lrpkit.targets import class_filter, start_relevance
 
 LOGITS = torch.tensor([[1.0, -2.0, 3.0], [-4.0, 5.0, 0.5]], dtype=torch.float64)
 

@@ -3,7 +3,7 @@ import torch
 
 import lrpkit
 from lrpkit.errors import DataError, SpecError
-from lrpkit.train import shift
+from lrpkit.model.train import shift
 
 
 def test_short_training_beats_85_percent(trained_mlp, mnist_data):

@@ -3,17 +3,17 @@ that follows the tutorial's conventions (y = x W + b, [kh, kw, c_in, c_out] kern
 
 import shutil
 
+import lrpkit.io
 import numpy as np
 import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 import lrpkit
-import lrpkit.io
 from lrpkit import layers as L
 from lrpkit.cli import main
 from lrpkit.errors import ModelFileError, SpecError
-from lrpkit.tutorial_format import export_tutorial, load_tutorial
+from lrpkit.model.tutorial import export_tutorial, load_tutorial
 
 MLP_SHAPES = [(784, 300), (300, 100), (100, 10)]
 CNN_SHAPES = [(5, 5, 1, 10), (5, 5, 10, 25), (4, 4, 25, 100), (1, 1, 100, 10)]

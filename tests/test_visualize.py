@@ -14,9 +14,9 @@ from PIL import Image
 
 import lrpkit
 from lrpkit import InputError, SpecError, TargetError
-from lrpkit.colormaps import COLORMAPS, colormap, grid, grid_shape, neutral, normalize
 from lrpkit.files import atomic_write
-from lrpkit.pictures import as_images, first_layer_filters, png_path, shared_gray, write_png
+from lrpkit.pictures.colormaps import COLORMAPS, colormap, grid, grid_shape, neutral, normalize
+from lrpkit.pictures.grids import as_images, first_layer_filters, png_path, shared_gray, write_png
 
 POINTS = np.array([-1.0, -0.2, 0.0, 0.7, 1.0])
 
@@ -331,7 +331,7 @@ def test_as_images_layouts(rng: np.random.Generator) -> None:
 
 
 def test_labels_must_fit_the_classes() -> None:
-    from lrpkit.pictures import check_labels
+    from lrpkit.pictures.grids import check_labels
 
     np.testing.assert_array_equal(check_labels([1, 2], 2, 10), [1, 2])
     with pytest.raises(TargetError, match=r"0\.\.9"):

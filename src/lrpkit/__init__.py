@@ -1,8 +1,16 @@
-"""lrpkit: train MLPs and CNNs and explain their decisions with Layer-wise Relevance Propagation.
+"""lrpkit: train networks and explain their decisions with Layer-wise Relevance Propagation.
 
-Names are imported lazily (PEP 562), so ``import lrpkit.reference`` stays free of torch.
+Names and submodules are imported lazily (PEP 562), so ``import lrpkit`` is cheap and ``import
+lrpkit.reference`` stays free of torch. The layers, each importing only from those above it in this list:
+``errors``/``checks``/``files``; ``rules``/``composites``; ``engine``; ``reference``; ``model``;
+``attribution``/``evaluate``; ``pictures``; ``jobs``/``analysis``; ``cli``.
 """
 
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
 from importlib import import_module
 from typing import Any
 
@@ -40,29 +48,60 @@ _EXPORTS = {
             "ReLU",
             "SumPool",
         ],
-        "layers",
+        "model.layers",
     ),
-    **dict.fromkeys(["ARCHITECTURES", "Network", "cnn", "mlp", "tutorial_cnn", "tutorial_mlp"], "network"),
+    **dict.fromkeys(["ARCHITECTURES", "Network", "cnn", "mlp", "tutorial_cnn", "tutorial_mlp"], "model.network"),
     **dict.fromkeys(
-        ["AlphaBeta", "Epsilon", "Flat", "Gamma", "PRESETS", "RULES", "Rule", "Simple", "WSquare", "ZBox", "ZPlus"],
-        "methods",
+        ["AlphaBeta", "Epsilon", "Flat", "Gamma", "RULES", "Rule", "Simple", "WSquare", "ZBox", "ZPlus"], "rules"
     ),
-    "load": "io",
-    "mnist": "data",
-    **dict.fromkeys(["layerwise_lrp", "lrp"], "lrp"),
+    "PRESETS": "composites",
+    "load": "model.io",
+    "mnist": "model.data",
+    **dict.fromkeys(["layerwise_lrp", "lrp"], "engine"),
     **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
     **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
-    "heatmap": "colormaps",
-    **dict.fromkeys(["export_tutorial", "load_tutorial"], "tutorial_format"),
+    "heatmap": "pictures.colormaps",
+    **dict.fromkeys(["export_tutorial", "load_tutorial"], "model.tutorial"),
     **dict.fromkeys(["MismatchError", "ReferenceNetwork"], "reference"),
     **dict.fromkeys(["plot_classes", "plot_filters", "visualize"], "pictures"),
 }
+
+_SUBMODULES = {
+    name: name
+    for name in [
+        "analysis",
+        "attribution",
+        "checks",
+        "cli",
+        "composites",
+        "engine",
+        "evaluate",
+        "files",
+        "jobs",
+        "model",
+        "pictures",
+        "reference",
+        "rules",
+    ]
+}
+_ALIASES = {
+    "data": "model.data",
+    "io": "model.io",
+    "layers": "model.layers",
+    "network": "model.network",
+    "train": "model.train",
+    "tutorial_format": "model.tutorial",
+    "colormaps": "pictures.colormaps",
+}
+"""Short names kept from before the package was split into layers: ``lrpkit.data`` is ``lrpkit.model.data``."""
 
 _ERRORS = ["DataError", "InputError", "LrpkitError", "MissingExtraError", "ModelFileError", "SpecError", "TargetError"]
 __all__ = sorted([*_EXPORTS, *_ERRORS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES or name in _ALIASES:
+        return import_module(f"{__name__}.{_ALIASES.get(name, name)}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lrpkit' has no attribute {name!r}")
@@ -72,4 +111,26 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return sorted([*__all__, *_SUBMODULES, *_ALIASES])
+
+
+class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import lrpkit.data`` (and the other short names) import the module it stands for."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        package, _, short = fullname.rpartition(".")
+        if package != __name__ or short not in _ALIASES:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> Any:
+        module = import_module(f"{__name__}.{_ALIASES[spec.name.rpartition('.')[2]]}")
+        spec.loader_state = module.__spec__  # the import system gives the module the alias's spec: undone below
+        return module
+
+    def exec_module(self, module: Any) -> None:
+        module.__spec__ = module.__spec__.loader_state
+
+
+if not any(isinstance(finder, _AliasFinder) for finder in sys.meta_path):
+    sys.meta_path.append(_AliasFinder())

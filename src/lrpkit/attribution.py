@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .engine.inputs import check_tensor
+from .engine.targets import class_filter
 from .errors import InputError, SpecError, TargetError
-from .network import check_tensor
-from .targets import class_filter
 
 Target = Any  # int | Sequence[int] | torch.Tensor | str | None
 Baseline = Callable[..., torch.Tensor]
@@ -174,7 +174,8 @@ def check_method(method: Any) -> None:
     """Raises :class:`SpecError` listing the valid names if ``method`` is neither a baseline nor an LRP method."""
     if isinstance(method, str) and method in BASELINES:
         return
-    from .methods import PRESETS, RULES, make_rule
+    from .composites import PRESETS, make_rule
+    from .rules import RULES
 
     if isinstance(method, str) and method.lower() in PRESETS:
         return
@@ -196,7 +197,7 @@ def attribute(model: nn.Module, x: Any, target: Target, method: Any, **options: 
     check_method(method)
     if hasattr(model, "lrp"):
         return model.lrp(x, target, method, **options)
-    from .lrp import lrp
+    from .engine import lrp
 
     return lrp(model, x, target, method, **options)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..methods import Rule
+from ..rules import Rule
 from . import rules
 from .rules import stab
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..composites import resolve
 from ..errors import InputError, SpecError
-from ..methods import resolve
 from . import layers as L
 from .targets import class_filter, one_hot
 

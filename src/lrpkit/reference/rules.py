@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import SpecError
-from ..methods import STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Rule, Simple, WSquare, ZBox
+from ..rules import STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Rule, Simple, WSquare, ZBox
 
 Array = np.ndarray
 

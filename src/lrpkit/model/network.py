@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import layers as L
-from .errors import InputError, SpecError
+from .. import layers as L
+from ..engine.inputs import check_tensor
+from ..errors import InputError, SpecError
 
 Shape = tuple[int, ...]
 
@@ -26,24 +27,6 @@ def _check_shape(shape: Any, name: str) -> Shape:
     if not shape or min(shape) < 1:
         raise SpecError(f"{name} must be a tuple of positive integers, got {shape!r}")
     return shape
-
-
-def check_tensor(x: Any, model: nn.Module) -> torch.Tensor:
-    """``x`` checked for ``model``: a finite floating point tensor ``(N, ...)`` on the model's dtype and device."""
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point() or x.dim() < 2:
-        raise InputError(f"x must be a floating point tensor (N, ...), got {x.dtype} of shape {tuple(x.shape)}")
-    for where, module in model.named_modules():
-        for name, p in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
-            if p.is_floating_point() and (p.dtype != x.dtype or p.device != x.device):
-                raise InputError(
-                    f"x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device} (layer {where} "
-                    f"({type(module).__name__}).{name}); move one to the other (x.to(...) or model.to(...))"
-                )
-    if not torch.isfinite(x).all():
-        raise InputError("x contains NaN or Inf values")
-    return x
 
 
 class Network(nn.Module):
@@ -185,19 +168,19 @@ class Network(nn.Module):
 
     def lrp(self, x: torch.Tensor, target: Any, method: Any = "simple", **kwargs: Any) -> torch.Tensor:
         """The input relevance of ``x`` for ``target`` (x's shape); see :func:`lrpkit.lrp`."""
-        from .lrp import lrp
+        from ..engine import lrp
 
         return lrp(self, x, target, method, **kwargs)
 
     def layerwise_lrp(self, x: torch.Tensor, target: Any, method: Any = "simple", **kwargs: Any) -> list:
         """Relevance at every layer boundary, ``R[0]`` input ... ``R[-1]`` readout; see :func:`lrpkit.layerwise_lrp`."""
-        from .lrp import layerwise_lrp
+        from ..engine import layerwise_lrp
 
         return layerwise_lrp(self, x, target, method, **kwargs)
 
     def conservation_check(self, heatmaps: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
         """Per sample ``|sum(heatmap) - sum(R)|`` (R: the readout relevance ``R[-1]`` or its total per sample)."""
-        from .lrp import conservation_gap
+        from ..engine import conservation_gap
 
         return conservation_gap(heatmaps, R)
 
@@ -205,7 +188,7 @@ class Network(nn.Module):
 
     def to_numpy(self) -> Any:
         """The NumPy twin (same layers, a copy of the weights); see :class:`lrpkit.reference.ReferenceNetwork`."""
-        from .reference import from_network
+        from ..reference import from_network
 
         return from_network(self)
 
@@ -215,20 +198,20 @@ class Network(nn.Module):
         Returns the per-layer report; raises :class:`lrpkit.reference.MismatchError` naming the first layer
         that differs by more than ``atol`` (+ ``rtol`` * its scale). ``bounds``/``maxpool`` go to both sides.
         """
-        from .reference import check_network
+        from ..reference import check_network
 
         return check_network(self, x, method, target, atol, **kwargs)
 
     def get_numpy_deeptaylor(self, x: Any, target: Any) -> tuple[Any, Any]:
         """``(heatmaps, R)`` as NumPy arrays: deep-Taylor input relevance (computed by the NumPy twin) and
         ``R = logits * target filter``."""
-        from .reference import deeptaylor
+        from ..reference import deeptaylor
 
         return deeptaylor(self, x, target)
 
     def export_tutorial(self, path: str | Path, overwrite: bool = False) -> Path:
         """Writes the heatmapping.org tutorial text format; see :func:`lrpkit.tutorial_format.export_tutorial`."""
-        from .tutorial_format import export_tutorial
+        from .tutorial import export_tutorial
 
         return export_tutorial(self, path, overwrite=overwrite)
 

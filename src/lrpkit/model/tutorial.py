@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ModelFileError, SpecError
-from .files import atomic_directory
+from ..errors import ModelFileError, SpecError
+from ..files import atomic_directory
 from .network import Network, tutorial_cnn, tutorial_mlp
 
 TUTORIAL_FILE = re.compile(r"(l\d+|c\d+-\d+x\d+x\d+x\d+)-[WB]\.txt")

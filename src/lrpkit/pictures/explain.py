@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SpecError, TargetError
+from ..files import atomic_write
 from .colormaps import colormap, to_numpy
-from .errors import SpecError, TargetError
-from .files import atomic_write
-from .pictures import as_input, check_labels, plot_classes, visualize
+from .grids import as_input, check_labels, plot_classes, visualize
 
 TARGET_WORDS = ("true", "pred", "all", "none")
 
@@ -101,7 +101,7 @@ def explain_to_files(
     """
     import torch
 
-    from .lrp import layerwise_lrp
+    from ..engine import layerwise_lrp
 
     colormap(cmap)  # unknown names fail before the work
     x, out = as_input(net, x), Path(out)

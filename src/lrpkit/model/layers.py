@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import SpecError
+from ..errors import SpecError
 
 Shape = tuple[int, ...]
 Bounds = tuple[float, float]

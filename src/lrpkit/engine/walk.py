@@ -4,15 +4,10 @@ The forward activations are recorded once (``torch.inference_mode``: no autograd
 never changed), then relevance walks back layer by layer with explicit transposed ops: Linear/Conv through
 their rule (:mod:`lrpkit.rules`), pooling proportionally (max pooling winner-take-all by default), everything
 else passes relevance through. Every target (one class, or all of them) shares the one forward pass.
-
-The module itself is callable as :func:`lrp`: ``import lrpkit.lrp`` binds the module to ``lrpkit.lrp``,
-and ``lrpkit.lrp(model, x, target)`` must keep working after that.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import InputError, SpecError
-from .layers import Dense, FormatModule, Pad2d, SumPool2d
-from .methods import AlphaBeta, Gamma, Rule, ZBox, resolve
-from .network import Network, check_tensor
-from .rules import STABILIZER, Recorded, WeightedLayer, propagate, ratio, stab
+from ..composites import resolve
+from ..errors import InputError, SpecError
+from ..model.layers import Dense, FormatModule, Pad2d, SumPool2d
+from ..model.network import Network
+from ..rules import AlphaBeta, Gamma, Rule, ZBox
+from .inputs import check_tensor
 from .targets import start_relevance
+from .weighted import STABILIZER, Recorded, WeightedLayer, propagate, ratio, stab
 
 WEIGHTED = (nn.Linear, nn.Conv2d)
 BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -348,11 +345,3 @@ def _like(a: Tensor, s: Tensor) -> Tensor:
     if s.shape[0] == 1:
         return a
     return a.new_empty(()).expand(s.shape[0] * s.shape[1], *a.shape[1:])
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
-        return lrp(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

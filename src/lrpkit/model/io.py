@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from .errors import LrpkitError, ModelFileError
-from .files import atomic_directory, read_json
+from ..errors import LrpkitError, ModelFileError
+from ..files import atomic_directory, read_json
 from .network import Network
-from .tutorial_format import load_tutorial  # noqa: F401 (lrpkit.io.load_tutorial)
+from .tutorial import load_tutorial  # noqa: F401 (lrpkit.io.load_tutorial)
 
 FORMAT_NAME = "lrpkit-model"
 FORMAT_VERSION = 1
@@ -32,7 +32,7 @@ def save(net: Network, path: str | Path, overwrite: bool = True) -> Path:
     """Writes ``net`` to directory ``path`` atomically; replaces an existing lrpkit model only if ``overwrite``."""
     from safetensors.torch import save_file
 
-    from . import __version__
+    from .. import __version__
 
     target = Path(path)
     if target.exists():

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attribution import Target, check_x, model_scores, target_filter
-from .errors import InputError, SpecError
+from ..attribution import Target, check_x, model_scores, target_filter
+from ..errors import InputError, SpecError
 
 ORDERS = ("morf", "lerf", "random")
 FILLS = ("uniform", "zeros", "mean", "low")
@@ -283,7 +283,7 @@ def compare(model: nn.Module, x: Any, target: Target, methods: Sequence[Any], **
     ``options`` go to :func:`pixel_flipping` (steps, region, fill, order, per_step, batch_size, seed, low,
     high). All methods are checked before any work starts; relevances are kept on the CPU.
     """
-    from .attribution import attribute, check_method, describe
+    from ..attribution import attribute, check_method, describe
 
     for method in methods:
         check_method(method)

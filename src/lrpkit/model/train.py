@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError, SpecError
+from ..errors import DataError, SpecError
 
 if TYPE_CHECKING:
     from .data import Split

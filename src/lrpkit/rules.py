@@ -11,6 +11,7 @@ output ``j``; ``stab(d) = d + eps * sign(d)`` with ``sign(0) = +1``. ``bias=True
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,11 +33,22 @@ def _check_bias(rule: Rule) -> None:
         raise SpecError(f"{type(rule).__name__}: bias must be True or False, got {rule.bias!r}")  # type: ignore[attr-defined]
 
 
+WEIGHTED_KINDS = frozenset({"linear", "conv"})
+
+
 @dataclass(frozen=True)
 class Rule:
-    """Base of the rules for Linear and Conv layers."""
+    """Base of every rule: ``kinds`` are the node kinds it applies to (``lrpkit.engine.graph.KINDS``)."""
 
     name: ClassVar[str] = ""
+    kinds: ClassVar[frozenset[str]] = WEIGHTED_KINDS
+
+    def to_json(self) -> list[Any]:
+        """``[name, *parameters]`` with arrays as nested lists: plain data, read back by ``make_rule``."""
+        values = [_plain(getattr(self, f.name)) for f in dataclasses.fields(self)]
+        while values and values[-1] == _plain(dataclasses.fields(self)[len(values) - 1].default):
+            values.pop()  # parameters left at their defaults are left out
+        return [self.name, *values]
 
 
 @dataclass(frozen=True)
@@ -53,11 +65,16 @@ class Simple(Rule):
 
 @dataclass(frozen=True)
 class Epsilon(Rule):
-    """LRP-epsilon (Bach et al. 2015): ``R_i = sum_j a_i w_ij / stab(z_j) R_j``, ``stab`` with ``epsilon``."""
+    """LRP-epsilon (Bach et al. 2015): ``R_i = sum_j a_i w_ij / stab(z_j) R_j``, ``stab`` with ``epsilon``.
+
+    On a LayerNorm/GroupNorm (kind ``norm``) it is the rule of the linear map ``x -> (x - mean(x)) w / sigma``
+    with ``sigma`` held constant.
+    """
 
     epsilon: float = 1e-6
     bias: bool = False
     name: ClassVar[str] = "epsilon"
+    kinds: ClassVar[frozenset[str]] = WEIGHTED_KINDS | {"norm"}
 
     def __post_init__(self) -> None:
         _check_number(self, "epsilon")
@@ -122,6 +139,12 @@ class ZBox(Rule):
         if both and not self.low < self.high:
             raise SpecError(f"ZBox: need low < high, got low={self.low}, high={self.high}")
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ZBox) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_json()))
+
 
 @dataclass(frozen=True)
 class WSquare(Rule):
@@ -155,6 +178,59 @@ class Gamma(Rule):
         _check_bias(self)
 
 
+# -- rules of nodes without weights ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proportional(Rule):
+    """The share of each input in a sum: ``R_i = x_i / stab(sum_i' x_i') R`` (the epsilon rule with unit weights).
+
+    Sums of signals (residual ``+``), sums and means over dimensions, average pooling, and max pooling on
+    request (as a sum over each window). ``bias=True``: constants added to the sum join the denominator and
+    their share is dropped (LXT's behaviour).
+    """
+
+    epsilon: float = STABILIZER
+    bias: bool = False
+    name: ClassVar[str] = "proportional"
+    kinds: ClassVar[frozenset[str]] = frozenset({"sum", "avg_pool", "max_pool"})
+
+    def __post_init__(self) -> None:
+        _check_number(self, "epsilon")
+        _check_bias(self)
+
+
+@dataclass(frozen=True)
+class Winner(Rule):
+    """Max pooling, winner takes all: all of ``R_j`` to the arg-max of window ``j`` (ties: the first)."""
+
+    name: ClassVar[str] = "winner"
+    kinds: ClassVar[frozenset[str]] = frozenset({"max_pool"})
+
+
+@dataclass(frozen=True)
+class Uniform(Rule):
+    """A product of ``k`` signals, neither a gate: ``R / k`` to each factor (AttnLRP, Achtibat et al. 2024)."""
+
+    name: ClassVar[str] = "uniform"
+    kinds: ClassVar[frozenset[str]] = frozenset({"product"})
+
+
+@dataclass(frozen=True)
+class Pass(Rule):
+    """The identity: ``R_in = R_out`` (a normalisation treated as a constant affine map, e.g. RMSNorm)."""
+
+    name: ClassVar[str] = "pass"
+    kinds: ClassVar[frozenset[str]] = frozenset({"norm"})
+
+
+def _plain(value: Any) -> Any:
+    """Numbers stay, arrays and tensors become nested lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
 RULES: dict[str, type[Rule]] = {
     "simple": Simple,
     "epsilon": Epsilon,
@@ -165,4 +241,8 @@ RULES: dict[str, type[Rule]] = {
     "ww": WSquare,
     "flat": Flat,
     "gamma": Gamma,
+    "proportional": Proportional,
+    "winner": Winner,
+    "uniform": Uniform,
+    "pass": Pass,
 }

@@ -20,38 +20,43 @@ HELP = (
 )
 
 
-def start_relevance(logits: Tensor, target: Any, rectify: bool = False) -> tuple[Tensor, bool]:
-    """The relevance ``(K, N, C)`` at the readout, and whether ``K`` runs over every class (``"all"``)."""
-    if logits.dim() != 2:
-        raise TargetError(f"the model outputs shape {tuple(logits.shape)}; expected (N, classes) logits")
+def start_relevance(output: Tensor, target: Any, rectify: bool = False) -> tuple[Tensor, bool]:
+    """The relevance ``(K, *output.shape)`` at the readout, and whether ``K`` runs over every class (``"all"``).
+
+    ``output`` is ``(N, C)`` logits or any ``(N, C, ...)`` output (e.g. a segmentation map): class ids select along
+    dimension 1 and a float filter may also have the shape of one sample's output or of the whole output.
+    """
+    if output.dim() < 2:
+        raise TargetError(f"the model outputs shape {tuple(output.shape)}; expected (N, classes) logits")
     every = isinstance(target, str) and target == "all"
-    top = logits.clamp(min=0) if rectify else logits
-    return top * class_filter(target, logits), every
+    top = output.clamp(min=0) if rectify else output
+    return top * class_filter(target, output), every
 
 
-def class_filter(target: Any, logits: Tensor) -> Tensor:
-    """The filter ``(K, N or 1, C)`` that ``target`` selects; see :data:`HELP`."""
-    n, classes = logits.shape
+def class_filter(target: Any, output: Tensor) -> Tensor:
+    """The filter ``(K, N or 1, C, ...)`` that ``target`` selects, broadcastable against ``output`` (:data:`HELP`)."""
+    n, classes = output.shape[:2]
+    rest = (1,) * (output.dim() - 2)
     if target is None:
-        return logits.new_zeros((1, 1, classes))
+        return output.new_zeros((1, 1, classes, *rest))
     if isinstance(target, str):
-        return _keyword(target, logits)
+        return _keyword(target, output)
     if isinstance(target, bool):
         raise TargetError(f"target must not be a bool, got {target!r}; {HELP}")
-    values = _as_tensor(target).to(logits.device)
+    values = _as_tensor(target).to(output.device)
     if values.dtype == torch.bool or values.is_complex():
         raise TargetError(f"target has dtype {values.dtype}; {HELP}")
     if values.is_floating_point():
-        return _filter(values.to(logits.dtype), n, classes)
-    return _one_hot(_class_ids(values, n, classes), classes, logits)[None]
+        return _filter(values.to(output.dtype), output)
+    return _one_hot(_class_ids(values, n, classes), classes, output).view(1, n, classes, *rest)
 
 
-def _keyword(target: str, logits: Tensor) -> Tensor:
-    classes = logits.shape[1]
+def _keyword(target: str, output: Tensor) -> Tensor:
+    classes, rest = output.shape[1], (1,) * (output.dim() - 2)
     if target == "pred":
-        return _one_hot(logits.argmax(1), classes, logits)[None]
+        return _one_hot(output.argmax(1), classes, output).movedim(-1, 1)[None]
     if target == "all":
-        return torch.eye(classes, dtype=logits.dtype, device=logits.device)[:, None, :]
+        return torch.eye(classes, dtype=output.dtype, device=output.device).view(classes, 1, classes, *rest)
     raise TargetError(f"unknown target {target!r}; keywords: {', '.join(map(repr, KEYWORDS))}; {HELP}")
 
 
@@ -64,12 +69,18 @@ def _as_tensor(target: Any) -> Tensor:
         raise TargetError(f"cannot read target {target!r}; {HELP}") from None
 
 
-def _filter(values: Tensor, n: int, classes: int) -> Tensor:
-    if values.shape not in ((classes,), (n, classes)):
-        raise TargetError(f"a class filter must have shape ({classes},) or ({n}, {classes}), got {tuple(values.shape)}")
+def _filter(values: Tensor, output: Tensor) -> Tensor:
+    (n, classes), rest = output.shape[:2], tuple(output.shape[2:])
+    shapes = {(classes,): (1, 1, classes), (n, classes): (1, n, classes)}
+    if rest:
+        shapes.update({(classes, *rest): (1, 1, classes, *rest), (n, classes, *rest): (1, n, classes, *rest)})
+    if tuple(values.shape) not in shapes:
+        allowed = " or ".join(str(s) for s in shapes)
+        raise TargetError(f"a class filter must have shape {allowed}, got {tuple(values.shape)}")
     if not torch.isfinite(values).all():
         raise TargetError("the class filter contains NaN or Inf")
-    return values.reshape(1, -1, classes)
+    target = shapes[tuple(values.shape)]
+    return values.reshape(*target, *[1] * (output.dim() + 1 - len(target)))
 
 
 def _class_ids(values: Tensor, n: int, classes: int) -> Tensor:
@@ -86,5 +97,5 @@ def _class_ids(values: Tensor, n: int, classes: int) -> Tensor:
 
 
 def _one_hot(ids: Tensor, classes: int, like: Tensor) -> Tensor:
-    """``(N, C)`` rows with a 1 at each id."""
+    """One-hot rows ``(..., C)`` with a 1 at each id."""
     return torch.nn.functional.one_hot(ids.long(), classes).to(like.dtype)

@@ -1,95 +1,105 @@
-"""Layer-wise Relevance Propagation for lrpkit Networks and plain ``torch.nn.Sequential`` models.
+"""Layer-wise Relevance Propagation through any captured model: record the forward once, walk back once.
 
-The forward activations are recorded once (``torch.inference_mode``: no autograd, no hooks, the model is
-never changed), then relevance walks back layer by layer with explicit transposed ops: Linear/Conv through
-their rule (:mod:`lrpkit.rules`), pooling proportionally (max pooling winner-take-all by default), everything
-else passes relevance through. Every target (one class, or all of them) shares the one forward pass.
+The model is captured as lrpkit's graph (:mod:`~lrpkit.engine.capture`, cached), canonized
+(:mod:`~lrpkit.engine.canonize`), and each node gets its rule (:func:`lrpkit.composites.resolve`). The forward
+pass runs under ``torch.inference_mode`` on the model's current weights (no hooks; the model is never changed).
+Then relevance walks the nodes in reverse topological order, each node's step turning the relevance at its
+output into relevance at its inputs, relevance summed where a value feeds several nodes (as gradients are in
+micrograd's walk). Every target shares the one forward; ``"all"`` runs the walk on chunks of classes that fit
+in ``memory`` bytes.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils import _pytree as pytree
 
-from ..composites import resolve
+from ..composites import Plan, resolve
 from ..errors import InputError, SpecError
-from ..model.layers import Dense, FormatModule, Pad2d, SumPool2d
-from ..model.network import Network
-from ..rules import AlphaBeta, Gamma, Rule, ZBox
+from ..rules import Proportional, Rule, Winner, ZBox
+from .bounds import carry, one_sample
+from .canonize import canonize
+from .capture import Captured, capture, output_node
+from .graph import SOURCES, WEIGHTED, Graph, Node
 from .inputs import check_tensor
+from .ops import Op, Step, Trace, registry
 from .targets import start_relevance
-from .weighted import STABILIZER, Recorded, WeightedLayer, propagate, ratio, stab
 
-WEIGHTED = (nn.Linear, nn.Conv2d)
-BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
-PASS_THROUGH = (FormatModule, nn.ReLU, nn.Flatten, nn.Dropout, nn.Identity, *BATCHNORM)
-POOLS = (SumPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d)
-SUPPORTED = (*WEIGHTED, *PASS_THROUGH, *POOLS, Pad2d)
-KEEPS_SIGN = (nn.Flatten, nn.Dropout, nn.Identity, *POOLS)  # a >= 0 in, a >= 0 out
-MAXPOOL_MODES = ("winner", "proportional")
-SIGNED = (AlphaBeta, Gamma)  # rules that split inputs by sign (and skip the a- half for a >= 0)
+OPS: dict[str, Op] = registry()
+MAXPOOL_MODES = {"winner": Winner(), "proportional": Proportional()}
+MEMORY = 2**30
+"""Default bytes of relevance per chunk of targets (``target="all"`` splits the classes to fit)."""
+BLOW_UP = 1e6
+"""A warning names the first layer whose relevance exceeds this many times the readout's largest |relevance|."""
 
 
-@dataclass(frozen=True, eq=False)
-class Layer:
-    """One layer of the walk: the module, its index, its kind for ``resolve`` and, for Linear/Conv, the
-    :class:`WeightedLayer` (with a BatchNorm that directly follows merged in)."""
-
-    index: int
-    module: nn.Module
-    kind: str
-    weighted: WeightedLayer | None = None
+class RelevanceWarning(UserWarning):
+    """Relevance became non-finite or grew far beyond the readout's (tiny denominators)."""
 
 
 @dataclass(frozen=True)
-class Trace:
-    """The recorded forward pass: ``activations[i]`` is the input of layer ``i`` (the last: the logits),
-    ``z[i]`` the bias-free output of weighted layer ``i``, ``winners[i]`` the arg-max indices of max pooling,
-    ``nonneg[i]`` whether ``activations[i] >= 0`` is known from the structure (e.g. after a ReLU)."""
+class Prepared:
+    """A captured graph made ready to walk: canonized, output chosen, receivers and chain boundaries known."""
 
-    activations: list[Tensor | None]
-    z: dict[int, Tensor]
-    winners: dict[int, Tensor]
-    nonneg: list[bool]
+    graph: Graph
+    receivers: dict[str, tuple[int, ...]]
+    boundaries: tuple[str, ...] | None  # chain models: the node whose value enters each layer, then the output
+    seconds: float
 
 
-# -- public API ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Explained:
+    """The result of one call: input relevance ``(K, *x.shape)``, per-node relevance when kept, the graph."""
+
+    input: Tensor
+    nodes: dict[str, Tensor]
+    every: bool
+    prepared: Prepared
+
+
+# -- public API --------------------------------------------------------------------------------------------------
 
 
 def lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simple", **options: Any) -> Tensor:
     """The input relevance (heatmap) of ``x`` for ``target``: ``x``'s shape, or ``(N, C, *x.shape[1:])`` for
-    ``target="all"``. ``model``: an lrpkit Network or a ``torch.nn.Sequential``; ``method``: a rule, preset
-    or per-layer list (see :func:`lrpkit.methods.resolve`); options as in :func:`layerwise_lrp`."""
-    relevance, every = _explain(model, x, target, method, keep=False, **options)
-    shape = (x.shape[0], relevance[0].shape[0], *x.shape[1:]) if every else tuple(x.shape)
-    return _public(relevance[0], every).reshape(shape)
+    ``target="all"``. ``method``: a rule, preset, composite mapping or per-layer list (see
+    :func:`lrpkit.composites.resolve`); options as in :func:`layerwise_lrp`."""
+    result = explain(model, x, target, method, keep=False, **options)
+    R = _public(result.input, result.every)
+    shape = tuple(getattr(x, "shape", R.shape))  # the caller's own shape (a Network takes (N, 784) for images)
+    return R.reshape(*R.shape[:2], *shape[1:]) if result.every else R.reshape(shape)
 
 
-def layerwise_lrp(
-    model: nn.Module,
-    x: Tensor,
-    target: Any,
-    method: Any = "simple",
-    *,
-    bounds: tuple[Any, Any] | None = None,
-    maxpool: str = "winner",
-) -> list[Tensor]:
-    """Relevance at every layer boundary: ``len(layers) + 1`` tensors, ``R[0]`` in input space, ``R[-1]``
-    in readout space (``logits * filter``), each ``(N, *shape)`` or ``(N, C, *shape)`` for ``"all"``.
+def layerwise_lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simple", **options: Any) -> Any:
+    """Relevance at every node: for a chain model (an lrpkit Network, an ``nn.Sequential``) a list with the
+    relevance entering each layer and, last, the readout relevance (``logits * filter``); for any other model an
+    ordered mapping from node name to the relevance at that node's output (the input first, the output last).
 
-    ``target``: an int class, class ids per sample, a float filter ``(C,)`` / ``(N, C)``, ``"pred"``,
-    ``"all"`` or None (zero relevance). ``bounds``: ``(low, high)`` for zB rules without their own (default:
-    the Network's Format bounds; numbers or tensors per channel/pixel). ``maxpool``: ``"winner"`` (all of
-    ``R_j`` to the arg-max) or ``"proportional"`` (as sum pooling). A BatchNorm right after a Linear/Conv
-    is merged into it; relevance passes it unchanged. The network is explained as in eval mode.
+    Each tensor is ``(N, *shape)``, or ``(N, C, *shape)`` for ``target="all"``. ``target``: an int class, class
+    ids per sample, a float filter ``(C,)`` / ``(N, C)``, ``"pred"``, ``"all"`` or None. Options:
+
+    - ``bounds=(low, high)``: the zB rule's bounds of the model's input (numbers, per channel, per pixel),
+      carried through normalisations written in ``forward`` (default: an lrpkit Network's ``[0, 1]``);
+    - ``maxpool="winner"`` or ``"proportional"``: max pooling's rule where the method leaves it open;
+    - ``args``/``kwargs``: the model's other inputs, held fixed; ``position``: where ``x`` goes among them
+      (an index into ``args``, or a keyword name; default 0); ``output``: which output to explain (an index,
+      key or attribute, e.g. ``"logits"``; default ``logits`` if present, else the first tensor);
+    - ``memory``: bytes of relevance per chunk of targets (default 1 GiB).
     """
-    relevance, every = _explain(model, x, target, method, keep=True, bounds=bounds, maxpool=maxpool)
-    return [_public(r, every) for r in relevance]
+    result = explain(model, x, target, method, keep=True, **options)
+    every = result.every
+    boundaries = result.prepared.boundaries
+    if boundaries is not None:
+        return [_public(_at(result, name), every) for name in boundaries]
+    return {name: _public(R, every) for name, R in result.nodes.items()}
 
 
 def conservation_gap(heatmaps: Tensor, relevance: Tensor) -> Tensor:
@@ -99,249 +109,243 @@ def conservation_gap(heatmaps: Tensor, relevance: Tensor) -> Tensor:
     return (heatmaps.flatten(1).sum(1) - relevance.reshape(relevance.shape[0], -1).sum(1)).abs()
 
 
-def _explain(
-    model: nn.Module, x: Any, target: Any, method: Any, *, keep: bool, bounds: Any = None, maxpool: str = "winner"
-) -> tuple[list[Tensor], bool]:
+# -- one explanation ---------------------------------------------------------------------------------------------
+
+
+def explain(
+    model: nn.Module,
+    x: Any,
+    target: Any,
+    method: Any = "simple",
+    *,
+    keep: bool = False,
+    bounds: tuple[Any, Any] | None = None,
+    maxpool: str = "winner",
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    position: int | str = 0,
+    output: Any = None,
+    memory: int = MEMORY,
+) -> Explained:
+    """Captures (cached), resolves ``method``, records the forward and walks relevance back."""
     if maxpool not in MAXPOOL_MODES:
-        raise SpecError(f"maxpool must be one of {MAXPOOL_MODES}, got {maxpool!r}")
-    layers, x, default_bounds = _prepare(model, x)
-    plan = resolve(method, [layer.kind for layer in layers])
-    bounds = bounds if bounds is not None else default_bounds
+        raise SpecError(f"maxpool must be one of {tuple(MAXPOOL_MODES)}, got {maxpool!r}")
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x = model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
+    call_args, call_kwargs, explained = _call_inputs(x, args, kwargs, position)
+    captured = capture(model, call_args, call_kwargs, explained)
+    prepared = _prepare(captured, output, _layers(model))
+    plan = resolve(method, prepared.graph.relevant, prepared.graph.first, _layers(model), _defaults(maxpool))
     with torch.inference_mode():
-        trace = _record(layers, x)
-        R, every = start_relevance(trace.activations[-1], target, plan.rectify)
-        relevance = _walk(layers, trace, plan.rules, R, bounds, maxpool, keep)
-    return relevance, every
+        trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules)
+        _carry_bounds(prepared.graph, trace, plan, bounds, model)
+        R, every = start_relevance(trace.values[prepared.graph.output], target, plan.rectify)
+        found = _walk_chunks(prepared, trace, R, keep, memory)
+    return Explained(found[prepared.graph.input], found, every, prepared)
+
+
+def _call_inputs(x: Tensor, args: Sequence[Any], kwargs: dict[str, Any] | None, position: int | str):
+    """The model's call with ``x`` in its place, and ``x``'s index among the call's tensors."""
+    call_args, call_kwargs = list(args), dict(kwargs or {})
+    if isinstance(position, str):
+        if position in call_kwargs:
+            raise SpecError(f"position={position!r}: kwargs already hold {position!r}")
+        call_kwargs[position] = x
+    elif isinstance(position, int) and not isinstance(position, bool) and 0 <= position <= len(call_args):
+        call_args.insert(position, x)
+    else:
+        raise SpecError(f"position must be an index 0..{len(call_args)} into args or a keyword name, got {position!r}")
+    tensors = [leaf for leaf in pytree.tree_leaves((call_args, call_kwargs)) if isinstance(leaf, Tensor)]
+    return tuple(call_args), call_kwargs, next(k for k, t in enumerate(tensors) if t is x)
+
+
+def _layers(model: nn.Module) -> tuple[str, ...] | None:
+    """The module paths of a chain model's layers (an lrpkit Network names them; a Sequential's are its leaves)."""
+    layers = getattr(model, "lrp_layers", None)
+    if layers is None and isinstance(model, nn.Sequential):
+        layers = [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+    return tuple(layers) if layers is not None else None
+
+
+def _defaults(maxpool: str) -> dict[str, Rule]:
+    return {"max_pool": MAXPOOL_MODES[maxpool]}
+
+
+@functools.lru_cache(maxsize=64)
+def _prepare(captured: Captured, output: Any, layers: tuple[str, ...] | None) -> Prepared:
+    graph = captured.graph
+    graph = canonize(Graph(graph.nodes, graph.input, output_node(captured, output)))
+    hint = " Mark a submodule opaque or register a rule for the op: see lrpkit.engine.register."
+    graph.refuse_unsupported([op for op, spec in OPS.items() if spec.relevance is not None], SpecError, hint)
+    receivers = {node.name: graph.receivers(node) for node in graph.relevant}
+    boundaries = _boundaries(graph, layers) if layers is not None else None
+    return Prepared(graph, receivers, boundaries, captured.seconds)
+
+
+def _boundaries(graph: Graph, layers: Sequence[str]) -> tuple[str | None, ...]:
+    """For each layer of a chain, the node whose value enters it (None: the layer made no node, e.g. a merged
+    BatchNorm or a Dropout, so it passes what enters the next one), then the output."""
+    entering: list[str] = [graph.output]
+    for layer in reversed(layers):
+        own = [n for n in graph.nodes if n.module == layer or n.module.startswith(layer + ".")]
+        outside = [i for n in own for i in n.inputs if i in graph.signals and graph.by_name[i] not in own]
+        entering.append(outside[0] if outside else entering[-1])
+    return tuple(reversed(entering))
+
+
+def _at(result: Explained, name: str) -> Tensor:
+    """The relevance at node ``name`` (zeros where none arrived)."""
+    if name in result.nodes:
+        return result.nodes[name]
+    shape = result.prepared.graph.by_name[name].shape
+    return result.input.new_zeros((result.input.shape[0], *shape))
+
+
+def graph_of(model: nn.Module, x: Any, **call: Any) -> tuple[Graph, dict[str, Any]]:
+    """lrpkit's graph of ``model`` (captured, canonized) and the value of every node that is not a signal
+    (weights, buffers, anything computed from them alone): what the NumPy twin needs. ``call``: ``args``,
+    ``kwargs``, ``position``, ``output`` as in :func:`layerwise_lrp`."""
+    output = call.pop("output", None)
+    x = model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
+    call_args, call_kwargs, explained = _call_inputs(
+        x, call.get("args", ()), call.get("kwargs"), call.get("position", 0)
+    )
+    prepared = _prepare(capture(model, call_args, call_kwargs, explained), output, _layers(model))
+    graph = prepared.graph
+    with torch.inference_mode():
+        values = _record(graph, model, call_args, call_kwargs, {}).values
+    return graph, {name: value for name, value in values.items() if name not in graph.signals}
+
+
+# -- the forward pass ----------------------------------------------------------------------------------------------
+
+
+def _record(graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: dict[str, Rule]) -> Trace:
+    """Every node's value on the model's current weights (constants first, then the ops in order)."""
+    trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first)
+    state = {
+        **dict(model.named_parameters(remove_duplicate=False)),
+        **dict(model.named_buffers(remove_duplicate=False)),
+    }
+    tensors = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, Tensor)]
+    for node in graph.nodes:
+        if node.op in SOURCES:
+            trace.values[node.name] = _source(node, state, tensors, model)
+            continue
+        inputs = [trace.values[i] if i is not None else None for i in node.inputs]
+        try:
+            trace.values[node.name] = OPS[node.op].forward(node, inputs, trace)
+        except RuntimeError as err:
+            raise InputError(f"{node.describe()} failed: {str(err).splitlines()[0]}") from None
+    return trace
+
+
+def _source(node: Node, state: dict[str, Tensor], tensors: list[Tensor], model: nn.Module) -> Any:
+    p = node.params
+    if node.op == "input" or p["source"] == "argument":
+        return tensors[p["target"]]
+    if p["source"] in ("parameter", "buffer"):
+        return state[p["target"]].detach()
+    try:  # a tensor attribute of the model (not a buffer): its current value, else the one seen at capture
+        return functools.reduce(getattr, p["target"].split("."), model)
+    except AttributeError:
+        return p["value"]
+
+
+def _nonneg(graph: Graph) -> frozenset[str]:
+    """Nodes whose value is known to be ``>= 0`` from the ops alone (after a ReLU, pooling of those, ...)."""
+    found: set[str] = set()
+    for node in graph.nodes:
+        if node.op in SOURCES or node.name not in graph.signals:
+            continue
+        flags = [i in found for i in node.inputs if i in graph.signals]
+        if OPS[node.op].sign(node, flags):
+            found.add(node.name)
+    return frozenset(found)
+
+
+def _carry_bounds(graph: Graph, trace: Trace, plan: Plan, bounds: Any, model: nn.Module) -> None:
+    """zB bounds at the first layers, where a zB rule without bounds of its own needs them."""
+    needs = [n for n, r in plan.rules.items() if isinstance(r, ZBox) and (r.low is None or r.high is None)]
+    if not any(n in graph.first for n in needs):
+        return
+    if bounds is None:
+        bounds = getattr(model, "lrp_bounds", None)
+    if bounds is None:
+        return  # the zB step names the node and asks for bounds
+    x = trace.values[graph.input]
+    low, high = one_sample(bounds[0], x, "bounds low"), one_sample(bounds[1], x, "bounds high")
+    scratch = Trace(values={}, rules={})
+    run = lambda node, inputs: OPS[node.op].forward(node, inputs, scratch)  # noqa: E731
+    trace.bounds.update(carry(graph, trace.values, low, high, run))
+
+
+# -- the walk ---------------------------------------------------------------------------------------------------------
+
+
+def _walk_chunks(prepared: Prepared, trace: Trace, R: Tensor, keep: bool, memory: int) -> dict[str, Tensor]:
+    """The walk for chunks of targets that fit in ``memory`` bytes, stitched back together."""
+    per_target = 4 * max(math.prod(n.shape) for n in prepared.graph.relevant if n.shape) * R.element_size()
+    size = max(1, int(memory // max(per_target, 1)))
+    chunks = R.split(size)
+    parts = [_walk(prepared, trace, chunk, keep, free=k == len(chunks) - 1) for k, chunk in enumerate(chunks)]
+    if len(parts) == 1:
+        return parts[0]
+    return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+
+
+def _walk(prepared: Prepared, trace: Trace, R: Tensor, keep: bool, free: bool) -> dict[str, Tensor]:
+    """Relevance from the output back to the input: ``{input: R_in}``, plus every node's when ``keep``."""
+    graph = prepared.graph
+    pending: dict[str, Tensor] = {graph.output: R}
+    found: dict[str, Tensor] = {}
+    top = float(R.abs().amax()) if R.numel() else 0.0
+    warned = False
+    for node in reversed(graph.relevant):
+        R_out = pending.pop(node.name, None)
+        if R_out is None:
+            continue
+        if keep or node.name == graph.input:
+            found[node.name] = R_out
+        if node.op in SOURCES:
+            continue
+        step = Step(node, [trace.values.get(i) if i else None for i in node.inputs], trace.values.get(node.name),
+                    R_out, trace, prepared.receivers[node.name])  # fmt: skip
+        shares = OPS[node.op].relevance(step)
+        for k in step.receivers:
+            if shares[k] is not None:
+                name = node.inputs[k]
+                pending[name] = shares[k] if name not in pending else pending[name] + shares[k]
+        if node.op in WEIGHTED and not warned:
+            warned = _warn_blow_up(node, shares[0], top)
+        if free:
+            trace.values[node.name] = None
+            trace.aux.pop(node.name, None)
+    if graph.input not in found:
+        found[graph.input] = R.new_zeros((R.shape[0], *trace.values[graph.input].shape))
+    return {**{k: v for k, v in reversed(found.items())}}
+
+
+def _warn_blow_up(node: Node, R: Tensor | None, top: float) -> bool:
+    if R is None or R.numel() == 0:
+        return False
+    largest = float(R.abs().amax())
+    if math.isfinite(largest) and largest <= BLOW_UP * max(top, 1e-30):
+        return False
+    size = (
+        "NaN/Inf" if not math.isfinite(largest) else f"{largest:.3g} ({largest / max(top, 1e-30):.3g} x the readout's)"
+    )
+    warnings.warn(
+        f"relevance entering {node.describe()} reaches {size}: a rule divides by tiny denominators there. "
+        "Use a larger epsilon (e.g. lrpkit.Epsilon(0.25)), rules with bias=True, or another composite",
+        RelevanceWarning,
+        stacklevel=4,
+    )
+    return True
 
 
 def _public(R: Tensor, every: bool) -> Tensor:
     """``(K, N, ...)`` -> ``(N, ...)`` (one target) or ``(N, K, ...)`` (all classes), as an ordinary tensor."""
     R = R.movedim(0, 1) if every else R[0]
     return R.clone(memory_format=torch.contiguous_format)
-
-
-# -- the model as a list of layers ------------------------------------------------------------------
-
-
-def _prepare(model: nn.Module, x: Any) -> tuple[list[Layer], Tensor, tuple[Any, Any] | None]:
-    if isinstance(model, Network):
-        return _layers(list(model.body)), model.check_input(x), model.bounds
-    if isinstance(model, nn.Sequential):
-        modules = _flatten(model)
-        return _layers(modules), check_tensor(x, model), None
-    raise SpecError(f"model must be an lrpkit Network or a torch.nn.Sequential, got {type(model).__name__}")
-
-
-def _flatten(model: nn.Sequential) -> list[nn.Module]:
-    modules: list[nn.Module] = []
-    for module in model:
-        modules += _flatten(module) if isinstance(module, nn.Sequential) else [module]
-    return modules
-
-
-def _layers(modules: Sequence[nn.Module]) -> list[Layer]:
-    layers = []
-    for i, module in enumerate(modules):
-        if not isinstance(module, SUPPORTED):
-            names = ", ".join(t.__name__ for t in SUPPORTED)
-            raise SpecError(f"layer {i} ({type(module).__name__}) is not supported; supported layers: {names}")
-        if isinstance(module, BATCHNORM) and (i == 0 or not isinstance(modules[i - 1], WEIGHTED)):
-            raise SpecError(f"layer {i} ({type(module).__name__}) must directly follow a Linear or Conv2d layer")
-        layers.append(Layer(i, module, _kind(module), _weighted(modules, i)))
-    return layers
-
-
-def _kind(module: nn.Module) -> str:
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if isinstance(module, nn.Conv2d):
-        return "conv"
-    return next(t.__name__.lower() for t in SUPPORTED if isinstance(module, t))
-
-
-def _weighted(modules: Sequence[nn.Module], i: int) -> WeightedLayer | None:
-    if not isinstance(modules[i], WEIGHTED):
-        return None
-    after = modules[i + 1] if i + 1 < len(modules) else None
-    try:
-        return WeightedLayer.from_module(modules[i], after if isinstance(after, BATCHNORM) else None)
-    except SpecError as err:
-        raise SpecError(f"layer {i} ({type(modules[i]).__name__}): {err}") from None
-
-
-def _record(layers: list[Layer], x: Tensor) -> Trace:
-    trace = Trace([x], {}, {}, [False])
-    for layer in layers:
-        a = trace.activations[-1]
-        if isinstance(layer.module, nn.ReLU) and _owns_output(layers, layer.index - 1):
-            trace.activations[-1] = None  # ReLU in place: the layer's z + b is remade if a rule needs it
-            trace.activations.append(a.relu_())
-            trace.nonneg.append(True)
-            continue
-        try:
-            out = _forward(layer, a, trace)
-        except RuntimeError as err:
-            message = str(err).splitlines()[0]
-            raise InputError(
-                f"layer {layer.index} ({type(layer.module).__name__}) cannot take an input of shape "
-                f"{tuple(a.shape)}: {message}"
-            ) from None
-        trace.activations.append(out)
-        trace.nonneg.append(isinstance(layer.module, nn.ReLU) or (_keeps_sign(layer.module) and trace.nonneg[-1]))
-    return trace
-
-
-def _owns_output(layers: list[Layer], i: int) -> bool:
-    """Whether layer ``i`` is a Linear/Conv whose recorded output ``z + b`` is a tensor of its own (not ``z``)."""
-    return i >= 0 and layers[i].weighted is not None and layers[i].weighted.bias is not None
-
-
-def _keeps_sign(module: nn.Module) -> bool:
-    return isinstance(module, KEEPS_SIGN) or (isinstance(module, Pad2d) and module.value >= 0)
-
-
-def _forward(layer: Layer, a: Tensor, trace: Trace) -> Tensor:
-    module, weighted = layer.module, layer.weighted
-    if weighted is not None:
-        if isinstance(module, nn.Linear) and not isinstance(module, Dense) and a.dim() != 2:
-            raise SpecError(
-                f"layer {layer.index} (Linear) gets an input of shape {tuple(a.shape)}; only (N, features) is "
-                "supported: put nn.Flatten() before it"
-            )
-        trace.z[layer.index] = z = weighted.forward(a, weighted.weight)
-        return weighted.with_bias(z, weighted.bias)
-    if isinstance(module, (*BATCHNORM, nn.Dropout, nn.Identity)):
-        return a  # BatchNorm: merged into the layer before; Dropout: off (eval mode)
-    if isinstance(module, nn.ReLU):
-        return torch.relu(a)
-    if isinstance(module, nn.MaxPool2d):
-        out, trace.winners[layer.index] = F.max_pool2d(a, *_max_args(module), return_indices=True)
-        return out
-    return module(a)
-
-
-# -- backward: the walk ------------------------------------------------------------------------------
-
-
-def _walk(
-    layers: list[Layer], trace: Trace, rules: Sequence[Rule | None], R: Tensor, bounds: Any, maxpool: str, keep: bool
-) -> list[Tensor]:
-    """Relevance from the readout down to the input; only ``[R_input]`` unless ``keep``."""
-    relevance = [R]
-    for layer in reversed(layers):
-        a, out = trace.activations[layer.index], trace.activations[layer.index + 1]
-        if layer.weighted is not None:
-            R = _weighted_step(layer, rules[layer.index], trace, R, bounds)
-        elif isinstance(layer.module, POOLS):
-            R = _pool_step(layer, a, out, R, trace, maxpool)
-        elif isinstance(layer.module, Pad2d):
-            p = layer.module.pixels
-            R = R[..., p : R.shape[-2] - p, p : R.shape[-1] - p]
-        elif a is not None:  # None: the input of a ReLU overwritten in place, same shape as R
-            R = R.reshape(*R.shape[:2], *a.shape[1:])
-        relevance = [*relevance, R] if keep else [R]
-        trace.activations[layer.index + 1] = out = None  # no longer needed: free it early
-    return relevance[::-1]
-
-
-def _weighted_step(layer: Layer, rule: Rule, trace: Trace, R: Tensor, bounds: Any) -> Tensor:
-    i = layer.index
-    a = trace.activations[i]
-    nonneg = trace.nonneg[i] or (isinstance(rule, SIGNED) and bool((a >= 0).all()))
-    record = Recorded(a, trace.z.pop(i), nonneg, trace.activations[i + 1])
-    zbox_bounds = _zbox_bounds(rule, bounds, a, i) if isinstance(rule, ZBox) else None
-    R = propagate(rule, layer.weighted, record, R, zbox_bounds)
-    layer.weighted.release()  # every target went through this layer at once: its modified weights are done
-    return R
-
-
-def _zbox_bounds(rule: ZBox, bounds: Any, a: Tensor, index: int) -> tuple[Tensor, Tensor]:
-    """The rule's ``low``/``high`` (or else ``bounds``) as ``(1, *in_shape)`` tensors on ``a``'s dtype/device."""
-    defaults = bounds if bounds is not None else (None, None)
-    low, high = (rule.low if rule.low is not None else defaults[0], rule.high if rule.high is not None else defaults[1])
-    if low is None or high is None:
-        raise SpecError(
-            f"layer {index}: ZBox needs input bounds; pass bounds=(low, high) or use ZBox(low, high) "
-            "(an lrpkit Network takes them from its Format layer)"
-        )
-    low, high = _bound(low, a, index, "low"), _bound(high, a, index, "high")
-    if not bool((low <= high).all()):
-        raise SpecError(f"layer {index}: ZBox needs low <= high everywhere")
-    return low, high
-
-
-def _bound(value: Any, a: Tensor, index: int, name: str) -> Tensor:
-    shape = tuple(a.shape[1:])
-    try:
-        t = torch.as_tensor(value, dtype=a.dtype, device=a.device)
-    except (TypeError, ValueError, RuntimeError):
-        raise SpecError(f"layer {index}: ZBox {name} must be a number or an array, got {value!r}") from None
-    if t.dim() == 1 and len(shape) == 3 and t.shape[0] == shape[0]:
-        t = t.view(-1, 1, 1)  # one bound per channel
-    try:
-        t = t.expand(shape)
-    except RuntimeError:
-        raise SpecError(
-            f"layer {index}: ZBox {name} of shape {tuple(t.shape)} does not broadcast to the layer's input {shape}"
-        ) from None
-    if not bool(torch.isfinite(t).all()):
-        raise SpecError(f"layer {index}: ZBox {name} contains NaN or Inf")
-    return t.unsqueeze(0).contiguous()
-
-
-# -- pooling ------------------------------------------------------------------------------------------
-
-
-def _pair(value: Any) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def _max_args(m: nn.MaxPool2d) -> tuple:
-    stride = m.stride if m.stride else m.kernel_size
-    return (m.kernel_size, stride, m.padding, m.dilation, m.ceil_mode)
-
-
-def _pool_step(layer: Layer, a: Tensor, out: Tensor, R: Tensor, trace: Trace, maxpool: str) -> Tensor:
-    module = layer.module
-    if isinstance(module, nn.MaxPool2d) and maxpool == "winner":
-        return _winner_take_all(a, R, trace.winners[layer.index])
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        s = ratio(R, stab(out, STABILIZER))
-        flat = torch.ops.aten._adaptive_avg_pool2d_backward(s.flatten(0, 1), _like(a, s))
-        return flat.view(*s.shape[:2], *a.shape[1:]).mul_(a)
-    kernel, stride, padding, ceil, include_pad, divisor = _avg_args(module)
-    if isinstance(module, nn.MaxPool2d):
-        if _pair(module.dilation) != (1, 1):
-            raise SpecError(f"layer {layer.index}: proportional max pooling needs dilation 1, got {module.dilation}")
-        out = F.avg_pool2d(a, kernel, stride, padding, ceil, include_pad, divisor)
-    s = ratio(R, stab(out, STABILIZER))  # proportional: R_i = a_i * sum_j [i in window j] s_j / divisor_j
-    flat = torch.ops.aten.avg_pool2d_backward(
-        s.flatten(0, 1), _like(a, s), list(kernel), list(stride), list(padding), ceil, include_pad, divisor
-    )
-    return flat.view(*s.shape[:2], *a.shape[1:]).mul_(a)
-
-
-def _avg_args(module: nn.Module) -> tuple:
-    """kernel, stride, padding, ceil_mode, count_include_pad, divisor of the (sum) pooling ``module`` runs."""
-    if isinstance(module, SumPool2d):  # sum / kernel
-        return _pair(module.kernel), _pair(module.stride), (0, 0), False, True, module.kernel
-    kernel = _pair(module.kernel_size)
-    stride = _pair(module.stride) if module.stride else kernel
-    if isinstance(module, nn.MaxPool2d):  # proportional: the plain sum over each window
-        return kernel, stride, _pair(module.padding), module.ceil_mode, True, 1
-    return kernel, stride, _pair(module.padding), module.ceil_mode, module.count_include_pad, module.divisor_override
-
-
-def _winner_take_all(a: Tensor, R: Tensor, winners: Tensor) -> Tensor:
-    """All of ``R_j`` to the arg-max of window ``j`` (ties: the first), summed where windows overlap."""
-    K, N, C = R.shape[:3]
-    index = winners.flatten(2).expand(K, -1, -1, -1)
-    R_in = R.new_zeros((K, N, C, a.shape[2] * a.shape[3])).scatter_add_(3, index, R.flatten(3))
-    return R_in.view(K, N, *a.shape[1:])
-
-
-def _like(a: Tensor, s: Tensor) -> Tensor:
-    """A stand-in for the pooled input with ``s``'s batch size (the aten backward ops only read its shape)."""
-    if s.shape[0] == 1:
-        return a
-    return a.new_empty(()).expand(s.shape[0] * s.shape[1], *a.shape[1:])

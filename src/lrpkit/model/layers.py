@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpecError
@@ -44,34 +43,6 @@ class Dense(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.flatten(1))
-
-
-class SumPool2d(nn.Module):
-    """Sum pooling scaled by ``1 / kernel``: ``y = sum(block) / kernel`` (0.5 x the sum of a 2x2 block)."""
-
-    def __init__(self, kernel: int, stride: int) -> None:
-        super().__init__()
-        self.kernel, self.stride = kernel, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x, self.kernel, self.stride) * self.kernel
-
-    def extra_repr(self) -> str:
-        return f"kernel={self.kernel}, stride={self.stride}"
-
-
-class Pad2d(nn.Module):
-    """Pads the two spatial dimensions by ``pixels`` on every side with a constant ``value``."""
-
-    def __init__(self, pixels: int, value: float) -> None:
-        super().__init__()
-        self.pixels, self.value = pixels, float(value)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x, (self.pixels,) * 4, value=self.value)
-
-    def extra_repr(self) -> str:
-        return f"pixels={self.pixels}, value={self.value}"
 
 
 # -- specs --------------------------------------------------------------------------------------
@@ -204,7 +175,7 @@ class SumPool(_Pool):
     """Sum pooling, output = sum of each block / kernel (0.5 x the sum of a 2x2 block, as in classic LRP)."""
 
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
-        return SumPool2d(self.kernel, self.stride)
+        return nn.AvgPool2d(self.kernel, self.stride, divisor_override=self.kernel)
 
 
 @dataclass(frozen=True)
@@ -249,7 +220,7 @@ class Pad(LayerSpec):
         return (shape[0], shape[1] + 2 * self.pixels, shape[2] + 2 * self.pixels)
 
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
-        return Pad2d(self.pixels, bounds[0] if self.value is None else self.value)
+        return nn.ConstantPad2d(self.pixels, bounds[0] if self.value is None else self.value)
 
 
 @dataclass(frozen=True)

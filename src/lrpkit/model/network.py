@@ -85,6 +85,14 @@ class Network(nn.Module):
         return (first.low, first.high) if isinstance(first, L.Format) else (0.0, 1.0)
 
     @property
+    def lrp_layers(self) -> list[str]:
+        """The module path of every layer, in order (the engine's per-layer method lists and relevance lists)."""
+        return [f"body.{i}" for i in range(len(self.body))]
+
+    lrp_bounds = (0.0, 1.0)
+    """The input's bounds, the zB rule's default (the Format layer maps them to its own ``low``/``high``)."""
+
+    @property
     def weighted_indices(self) -> list[int]:
         """Indices of the Linear and Conv layers."""
         return [i for i, spec in enumerate(self.specs) if spec.weighted]

@@ -9,8 +9,9 @@ never imports torch.
 >>> net.test(x)                                # every layer's output, torch vs NumPy
 """
 
-from .bridge import check_network, deeptaylor, from_network, to_array
+from .bridge import check_model, check_network, deeptaylor, from_model, from_network, to_array
 from .compare import LayerCheck, MismatchError, Report, compare
+from .interpreter import ReferenceGraph
 from .network import ReferenceNetwork
 from .rules import stab
 from .targets import class_filter
@@ -18,12 +19,15 @@ from .targets import class_filter
 __all__ = [
     "LayerCheck",
     "MismatchError",
+    "ReferenceGraph",
     "ReferenceNetwork",
     "Report",
+    "check_model",
     "check_network",
     "class_filter",
     "compare",
     "deeptaylor",
+    "from_model",
     "from_network",
     "stab",
     "to_array",

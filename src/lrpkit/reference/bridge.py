@@ -1,6 +1,8 @@
-"""From a torch ``Network`` to its NumPy twin, and the engine-vs-reference checks behind ``Network.test``.
+"""From torch models to their NumPy twins, and the engine-vs-reference checks behind ``Network.test``.
 
-Torch-free: tensors are read through their own ``detach().cpu().numpy()``; nothing here imports torch.
+A ``Network`` is rebuilt from its spec by the reference's own code (:func:`from_network`); any other model is
+captured by the engine and its node list and constants handed over (:func:`from_model`). Torch-free at import:
+tensors are read through their own ``detach().cpu().numpy()``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 
 from ..errors import TargetError
 from .compare import Report, compare
+from .interpreter import ReferenceGraph
 from .network import ReferenceNetwork
 
 Array = np.ndarray
@@ -49,6 +52,47 @@ def check_network(
         labels.append(f"R[{len(twin.layers)}] start (logits * filter)")
         what, backward = f"relevances of method {method!r}", True
     return compare([to_array(t) for t in ours], theirs, labels, what, atol, rtol, backward)
+
+
+def from_model(model: Any, x: Any, **call: Any) -> ReferenceGraph:
+    """The NumPy twin of any model the engine captures: its (canonized) node list and every constant's value.
+
+    ``call``: the engine's ``args``/``kwargs``/``position``/``output`` options."""
+    from ..engine.walk import graph_of
+
+    graph, constants = graph_of(model, x, **call)
+    return ReferenceGraph(graph, {name: to_array(value) for name, value in constants.items()})
+
+
+def check_model(
+    model: Any,
+    x: Any,
+    method: Any = "simple",
+    target: Any = "pred",
+    atol: float = 1e-5,
+    rtol: float = 0.0,
+    **options: Any,
+) -> Report:
+    """Engine vs NumPy twin on any model: the relevance at every node (``lrpkit.layerwise_lrp``'s mapping)."""
+    from ..engine.walk import layerwise_lrp
+
+    twin = from_model(model, x)
+    ours = layerwise_lrp(model, x, target, method, **options)
+    theirs = twin.layerwise_lrp(to_array(x), to_array(target), method, **_numpy_options(options))
+    names = list(theirs)
+    missing = [name for name in names if name not in ours]
+    if missing:
+        raise KeyError(f"the engine has no relevance at {missing}")
+    labels = [f"R at {twin.graph.by_name[name].describe()}" for name in names]
+    return compare(
+        [to_array(ours[n]) for n in names],
+        [theirs[n] for n in names],
+        labels,
+        f"relevances of method {method!r}",
+        atol,
+        rtol,
+        True,
+    )
 
 
 def _numpy_options(options: dict[str, Any]) -> dict[str, Any]:

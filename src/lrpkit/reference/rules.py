@@ -33,6 +33,8 @@ class Weighted(Protocol):
 
     def backward_with(self, s: Array, w: Array) -> Array: ...
 
+    def spread(self, b: Array, z: Array) -> Array: ...
+
 
 def stab(d: Array, eps: float = STABILIZER) -> Array:
     """``d + eps * sign(d)`` with ``sign(0) = +1``: moves the denominator away from zero."""
@@ -78,7 +80,7 @@ def alpha_beta(layer: Weighted, a: Array, R: Array, rule: AlphaBeta) -> Array:
     zp = layer.forward_with(ap, wp) + layer.forward_with(an, wn)
     zn = layer.forward_with(ap, wn) + layer.forward_with(an, wp)
     if rule.bias:
-        zp, zn = zp + _spread(pos(b), zp), zn + _spread(neg(b), zn)
+        zp, zn = zp + layer.spread(pos(b), zp), zn + layer.spread(neg(b), zn)
     # step 2: s+ = alpha R / z+,  s- = beta R / z-
     sp, sn = rule.alpha * R / stab(zp), rule.beta * R / stab(zn)
     # step 3: c = (w+ s+ - w- s-) for a+ and (w- s+ - w+ s-) for a-
@@ -98,7 +100,7 @@ def zbox(layer: Weighted, a: Array, R: Array, rule: ZBox, low: Array, high: Arra
     # step 1: z = (a - l) w+ + (a - h) w-  (= a w - l w+ - h w-) (+ b)
     z = layer.forward_with(a - low, wp) + layer.forward_with(a - high, wn)
     if rule.bias:
-        z = z + _spread(layer.bias, z)
+        z = z + layer.spread(layer.bias, z)
     s = R / stab(z)  # step 2: s = R / z
     cp, cn = layer.backward_with(s, wp), layer.backward_with(s, wn)  # step 3: c+ = w+^T s, c- = w-^T s
     return (a - low) * cp + (a - high) * cn  # step 4: R = (a - l) c+ + (a - h) c-
@@ -132,7 +134,7 @@ def gamma(layer: Weighted, a: Array, R: Array, rule: Gamma) -> Array:
     zu = layer.forward_with(ap, w_up) + layer.forward_with(an, w_dn)
     zv = layer.forward_with(ap, w_dn) + layer.forward_with(an, w_up)
     if rule.bias:
-        zu, zv = zu + _spread(b + g * pos(b), zu), zv + _spread(b + g * neg(b), zv)
+        zu, zv = zu + layer.spread(b + g * pos(b), zu), zv + layer.spread(b + g * neg(b), zv)
     out = layer.forward_with(a, w, b)
     # step 2: s_u = R / z_u where out > 0, s_v = R / z_v where out < 0
     su = np.where(out > 0, R, 0) / stab(zu)
@@ -141,11 +143,6 @@ def gamma(layer: Weighted, a: Array, R: Array, rule: Gamma) -> Array:
     cp = layer.backward_with(su, w_up) + layer.backward_with(sv, w_dn)
     cn = layer.backward_with(su, w_dn) + layer.backward_with(sv, w_up)
     return ap * cp + an * cn  # step 4: R = a+ c+ + a- c-
-
-
-def _spread(b: Array, z: Array) -> Array:
-    """The bias broadcast against ``z`` of shape ``(N, D)`` or ``(N, C, H, W)``."""
-    return b.reshape(b.shape + (1,) * (z.ndim - 2))
 
 
 _DISPATCH: tuple[tuple[type[Rule], Callable[..., Array]], ...] = (

@@ -17,8 +17,26 @@ from ..errors import TargetError
 Array = np.ndarray
 
 
-def class_filter(target: Any, logits: Array) -> Array:
-    """The ``(N, C)`` filter for ``target``, in the dtype of ``logits``."""
+def class_filter(target: Any, output: Array) -> Array:
+    """The filter for ``target``, broadcastable against ``output`` (``(N, C)`` logits, or ``(N, C, ...)`` with the
+    classes along dimension 1), in its dtype."""
+    if output.ndim == 2:
+        return _logits_filter(target, output)
+    if isinstance(target, np.ndarray) and target.dtype.kind == "f" and target.shape in (output.shape, output.shape[1:]):
+        return np.broadcast_to(target.astype(output.dtype), output.shape)
+    rows = np.moveaxis(output, 1, -1).reshape(-1, output.shape[1])  # one row of classes per position
+    per_row = _logits_filter(_per_row(target, output), rows)
+    return np.moveaxis(per_row.reshape(*np.moveaxis(output, 1, -1).shape), -1, 1)
+
+
+def _per_row(target: Any, output: Array) -> Any:
+    """Class ids per sample repeated for every position of its output."""
+    if isinstance(target, (list, tuple, np.ndarray)) and np.asarray(target).dtype.kind in "iu":
+        return np.repeat(np.asarray(target), int(np.prod(output.shape[2:])))
+    return target
+
+
+def _logits_filter(target: Any, logits: Array) -> Array:
     n, classes = logits.shape
     if target is None:
         return np.zeros_like(logits)

@@ -1,0 +1,69 @@
+"""Canonization: rewrites of lrpkit's graph before explaining (the user's model is never touched).
+
+- **BatchNorm merge**: a BatchNorm whose input is a Linear/conv node that feeds nothing else is folded into it
+  (the node gets the BatchNorm's parameters as extra inputs; ``w' = w g / sigma``, ``b' = (b - mu) g / sigma +
+  beta``, computed from the current weights at every call). The model's output is unchanged up to rounding.
+- **In-place ReLU**: a ReLU that alone reads a biased Linear/conv output overwrites it (one activation less);
+  the layer's ``z + b`` is remade if a rule needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .graph import Graph, Node
+
+MERGEABLE = frozenset({"linear", "conv"})
+
+
+def canonize(graph: Graph) -> Graph:
+    """The graph with BatchNorms merged and in-place ReLUs marked."""
+    return _mark_inplace(_merge_batchnorm(graph))
+
+
+def _merge_batchnorm(graph: Graph) -> Graph:
+    merged: dict[str, Node] = {}  # weighted node -> its merged version
+    renamed: dict[str, str] = {}  # batch_norm node -> the weighted node that absorbed it
+    for node in graph.nodes:
+        layer = graph.by_name.get(node.inputs[0]) if node.op == "batch_norm" else None
+        if layer is not None and _can_merge(graph, layer, node):
+            params = {**layer.params, "batchnorm_eps": node.params["eps"]}
+            merged[layer.name] = dataclasses.replace(layer, inputs=layer.inputs + node.inputs[1:], params=params)
+            renamed[node.name] = layer.name
+    if not merged:
+        return graph
+    nodes = []
+    for node in graph.nodes:
+        if node.name in renamed:
+            continue
+        node = merged.get(node.name, node)
+        nodes.append(dataclasses.replace(node, inputs=tuple(renamed.get(i, i) for i in node.inputs)))
+    return Graph(tuple(nodes), graph.input, renamed.get(graph.output, graph.output))
+
+
+def _can_merge(graph: Graph, layer: Node, batchnorm: Node) -> bool:
+    """A non-transposed Linear/conv whose value only this BatchNorm reads, normalised along its outputs."""
+    if layer.op not in MERGEABLE or layer.params.get("transposed") or "batchnorm_eps" in layer.params:
+        return False
+    if graph.consumers[layer.name] != [batchnorm.name] or layer.name == graph.output:
+        return False
+    if any(i in graph.signals for i in batchnorm.inputs[1:]):
+        return False
+    return layer.op == "conv" or len(layer.shape) == 2  # Linear: (N, features), the BatchNorm1d layout
+
+
+def _mark_inplace(graph: Graph) -> Graph:
+    nodes = []
+    for node in graph.nodes:
+        source = graph.by_name.get(node.inputs[0]) if node.inputs else None
+        relu = node.op == "activation" and node.params.get("fn") == "relu"
+        if relu and source is not None and _owns_biased_output(graph, source, node):
+            node = dataclasses.replace(node, params={**node.params, "inplace": True})
+        nodes.append(node)
+    return Graph(tuple(nodes), graph.input, graph.output)
+
+
+def _owns_biased_output(graph: Graph, layer: Node, relu: Node) -> bool:
+    """Whether ``relu`` is the only reader of ``layer``'s value ``z + b`` (a tensor apart from ``z``)."""
+    biased = layer.op in MERGEABLE and (layer.inputs[2] is not None or "batchnorm_eps" in layer.params)
+    return biased and graph.consumers[layer.name] == [relu.name] and layer.name != graph.output

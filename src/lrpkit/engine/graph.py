@@ -1,0 +1,169 @@
+"""lrpkit's own graph of a model: the nodes an explanation walks, as plain data (no torch).
+
+The capture (:mod:`lrpkit.engine.capture`) translates a traced forward pass into these nodes; the engine and the
+NumPy reference each interpret them with their own implementation of every op. A node's ``inputs`` name the
+nodes whose values it reads, by position (``None`` for an absent optional input such as a bias); its ``params``
+hold plain Python values (ints, floats, tuples, strings).
+
+Which tensors carry relevance is decided here, once per graph (``docs/lrp-rules.md``, "Graphs"):
+
+- a *signal* depends on the explained input; everything else (weights, buffers, other inputs held fixed,
+  anything computed from those alone) is a *constant*. Relevance flows only along signals.
+- a *gate* is a signal squashed by sigmoid/hardsigmoid/tanh/erf, possibly followed by constant affine maps, or a
+  product of gates; a product of a signal and a gate gives all relevance to the signal.
+- the *first* Linear-type layers are those the input reaches without passing another Linear-type layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+SOURCES = frozenset({"input", "constant"})
+WEIGHTED = frozenset({"linear", "conv"})
+GATE_FUNCTIONS = frozenset({"sigmoid", "hardsigmoid", "tanh", "erf"})
+AFFINE = frozenset({"add", "mul", "div"})  # with constants: maps a gate to a gate
+
+KINDS = {
+    "linear": "linear",
+    "conv": "conv",
+    "max_pool": "max_pool",
+    "adaptive_max_pool": "max_pool",
+    "avg_pool": "avg_pool",
+    "adaptive_avg_pool": "avg_pool",
+    "add": "sum",
+    "sum": "sum",
+    "mean": "sum",
+    "mul": "product",
+    "batch_norm": "norm",
+    "layer_norm": "norm",
+    "group_norm": "norm",
+}
+"""The kind of each op whose rule a composite may choose (``{"conv": "gamma", "max_pool": "proportional"}``)."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation: ``op`` applied to the values of ``inputs`` with ``params``.
+
+    ``module`` is the path of the innermost module whose forward made the node (``"layer1.0.conv1"``, ``""`` for
+    the model's own forward), ``module_type`` its class name, ``line`` the source line that made it, ``shape``
+    the output shape seen at capture.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str | None, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    module: str = ""
+    module_type: str = ""
+    line: str = ""
+    shape: tuple[int, ...] = ()
+
+    @property
+    def kind(self) -> str | None:
+        """The composite kind (``"conv"``, ``"sum"``, ...), or None for ops with one fixed rule."""
+        return KINDS.get(self.op)
+
+    def describe(self) -> str:
+        """``node 'add_3' (add) of module 'layer1.0' (BasicBlock), made by model.py:42: out += identity``."""
+        text = f"node {self.name!r} ({self.op}"
+        if self.op == "call":
+            detail = self.params.get("detail")
+            text += f" {self.params.get('target')}" + (f" with {detail}" if detail else "")
+        text += ")"
+        if self.module:
+            text += f" in module {self.module!r} ({self.module_type})"
+        return text + (f", made by {self.line}" if self.line else "")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes in topological order; ``input`` is the explained input node, ``output`` the explained output."""
+
+    nodes: tuple[Node, ...]
+    input: str
+    output: str
+
+    @cached_property
+    def by_name(self) -> dict[str, Node]:
+        return {node.name: node for node in self.nodes}
+
+    @cached_property
+    def consumers(self) -> dict[str, list[str]]:
+        """Node name -> the names of the nodes that read its value (each once)."""
+        found: dict[str, list[str]] = {node.name: [] for node in self.nodes}
+        for node in self.nodes:
+            for name in dict.fromkeys(i for i in node.inputs if i is not None):
+                found[name].append(node.name)
+        return found
+
+    @cached_property
+    def signals(self) -> frozenset[str]:
+        """The nodes whose value depends on the explained input."""
+        found = {self.input}
+        for node in self.nodes:
+            if any(i in found for i in node.inputs):
+                found.add(node.name)
+        return frozenset(found)
+
+    @cached_property
+    def gates(self) -> frozenset[str]:
+        """Signals squashed into gates (see the module docstring)."""
+        found: set[str] = set()
+        for node in self.nodes:
+            signal_inputs = [i for i in node.inputs if i in self.signals]
+            if not signal_inputs:
+                continue
+            squash = node.op == "activation" and node.params.get("fn") in GATE_FUNCTIONS
+            if squash or (node.op in AFFINE and all(i in found for i in signal_inputs)):
+                found.add(node.name)
+        return frozenset(found)
+
+    def receivers(self, node: Node) -> tuple[int, ...]:
+        """The input positions of ``node`` that receive relevance (signals, minus gates in a product)."""
+        slots = [k for k, i in enumerate(node.inputs) if i in self.signals]
+        if node.op in WEIGHTED or node.op.endswith("_norm") or node.op == "div":
+            return tuple(k for k in slots if k == 0)
+        if node.op == "mul" and len(slots) > 1:
+            ungated = [k for k in slots if node.inputs[k] not in self.gates]
+            return tuple(ungated) if ungated else tuple(slots)
+        return tuple(slots)
+
+    @cached_property
+    def relevant(self) -> tuple[Node, ...]:
+        """The nodes relevance reaches from the output, in topological order."""
+        reached = {self.output}
+        for node in reversed(self.nodes):
+            if node.name in reached and node.op not in SOURCES:
+                reached.update(node.inputs[k] for k in self.receivers(node))
+        return tuple(node for node in self.nodes if node.name in reached)
+
+    @cached_property
+    def first(self) -> frozenset[str]:
+        """The Linear-type nodes the input reaches without passing another Linear-type node (their input slot 0)."""
+        found, frontier, seen = set(), [self.input], {self.input}
+        while frontier:
+            name = frontier.pop()
+            for consumer in self.consumers[name]:
+                node = self.by_name[consumer]
+                if node.op in WEIGHTED:
+                    if node.inputs[0] == name:
+                        found.add(consumer)
+                elif consumer not in seen:
+                    seen.add(consumer)
+                    frontier.append(consumer)
+        return frozenset(found)
+
+    def refuse_unsupported(self, supported: Iterable[str], error: type[Exception], extra: str = "") -> None:
+        """Raises ``error`` naming the first node on the relevance path whose op has no rule in ``supported``."""
+        known = set(supported)
+        for node in self.relevant:
+            if node.op not in known and node.op not in SOURCES:
+                ops = ", ".join(sorted(known))
+                raise error(
+                    f"{node.describe()} is on the relevance path, but lrpkit has no rule for it. Supported "
+                    f"operations: {ops}.{extra}"
+                )

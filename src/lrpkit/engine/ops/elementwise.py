@@ -1,0 +1,163 @@
+"""Elementwise nodes: activations, sums, products and quotients.
+
+- Activations (ReLU, GELU, SiLU, sigmoid, ...) and negation: the identity, ``R_in = R_out``.
+- Sums ``y = sum_k s_k x_k + c`` (``add``/``sub``/``neg``, broadcasting): each signal gets its share
+  ``s_k x_k / stab(S) R`` with ``S`` the sum of the signals' terms (the constants' too with ``bias=True``);
+  a single signal gets all of ``R``. A broadcast operand's share is summed over the broadcast dimensions.
+- Products: with a constant or a gate, all of ``R`` to the other factor; two signals: ``R / 2`` each
+  (which factors receive relevance is decided by the graph, :meth:`lrpkit.engine.graph.Graph.receivers`).
+- Quotients ``a / b``: ``b`` held constant (a constant, or a normaliser computed from the signal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...errors import SpecError
+from ...rules import Proportional
+from ..graph import Node
+from ..weighted import stab
+from . import Op, Step, Trace, keeps_sign, sum_to
+
+ACTIVATIONS = {
+    "relu": lambda x, p: F.relu(x),
+    "relu6": lambda x, p: F.relu6(x),
+    "hardtanh": lambda x, p: F.hardtanh(x, p["min_val"], p["max_val"]),
+    "leaky_relu": lambda x, p: F.leaky_relu(x, p["negative_slope"]),
+    "elu": lambda x, p: torch.ops.aten.elu(x, p["alpha"], p["scale"], p["input_scale"]),
+    "gelu": lambda x, p: F.gelu(x, approximate=p["approximate"]),
+    "silu": lambda x, p: F.silu(x),
+    "hardswish": lambda x, p: F.hardswish(x),
+    "hardsigmoid": lambda x, p: F.hardsigmoid(x),
+    "sigmoid": lambda x, p: torch.sigmoid(x),
+    "tanh": lambda x, p: torch.tanh(x),
+    "erf": lambda x, p: torch.erf(x),
+    "softplus": lambda x, p: F.softplus(x, p["beta"], p["threshold"]),
+    "mish": lambda x, p: F.mish(x),
+    "clamp": lambda x, p: torch.clamp(x, p["min"], p["max"]),
+}
+NON_NEGATIVE = frozenset({"relu", "relu6", "sigmoid", "hardsigmoid", "softplus"})
+
+
+def _activation(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
+    x = inputs[0]
+    if node.params.get("inplace"):  # a ReLU that alone reads a biased layer's output: no second tensor
+        trace.values[node.inputs[0]] = None
+        return x.relu_()
+    return ACTIVATIONS[node.params["fn"]](x, node.params)
+
+
+def _activation_sign(node: Node, flags: list[bool]) -> bool:
+    p = node.params
+    low = p.get("min_val") if p["fn"] == "hardtanh" else p.get("min") if p["fn"] == "clamp" else None
+    return p["fn"] in NON_NEGATIVE or (low is not None and low >= 0) or (p["fn"] == "leaky_relu" and all(flags))
+
+
+def _identity(step: Step) -> list[Tensor | None]:
+    return step.only(step.R)
+
+
+# -- sums -------------------------------------------------------------------------------------------------------
+
+
+def _terms(node: Node, inputs: list[Any]) -> list[Any]:
+    return [x if s == 1 else x * s for x, s in zip(inputs, node.params["scales"], strict=True)]
+
+
+def _add(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
+    out, *rest = _terms(node, inputs)
+    for term in rest:
+        out = out + term
+    return out + node.params["other"] if node.params["other"] else out
+
+
+def _add_relevance(step: Step) -> list[Tensor | None]:
+    node, rule = step.node, step.rule
+    bias = isinstance(rule, Proportional) and rule.bias
+    if len(step.receivers) == 1 and not bias:
+        slot = step.receivers[0]
+        return step.only(sum_to(step.R, tuple(step.inputs[slot].shape)), slot)
+    terms = _terms(node, step.inputs)
+    total = step.output if bias else sum(terms[k] for k in step.receivers)
+    s = step.R / stab(total, rule.epsilon)
+    shares: list[Tensor | None] = [None] * len(node.inputs)
+    for k in step.receivers:
+        shares[k] = sum_to(s * terms[k], tuple(step.inputs[k].shape))
+    return shares
+
+
+def _add_sign(node: Node, flags: list[bool]) -> bool:
+    return all(flags) and all(s > 0 for s in node.params["scales"]) and node.params["other"] >= 0
+
+
+def _reduce(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
+    fn = torch.mean if node.op == "mean" else torch.sum
+    return fn(inputs[0], dim=node.params["dims"], keepdim=node.params["keepdim"])
+
+
+def _reduce_relevance(step: Step) -> list[Tensor | None]:
+    """A sum (or mean) over dimensions: each input's share of its output, ``x_i / stab(sum x) R``."""
+    node, x = step.node, step.inputs[0]
+    epsilon = step.rule.epsilon if isinstance(step.rule, Proportional) else 1e-9
+    total = x.sum(dim=node.params["dims"], keepdim=True)
+    R = step.R if node.params["keepdim"] else _unsqueeze(step.R, node.params["dims"])
+    return step.only(R / stab(total, epsilon) * x)
+
+
+def _unsqueeze(R: Tensor, dims: tuple[int, ...]) -> Tensor:
+    for d in sorted(dims):
+        R = R.unsqueeze(d + 1)
+    return R
+
+
+# -- products -----------------------------------------------------------------------------------------------------
+
+
+def _mul(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
+    other = inputs[1] if len(inputs) > 1 else node.params["other"]
+    return inputs[0] * other
+
+
+def _div(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
+    other = inputs[1] if len(inputs) > 1 else node.params["other"]
+    return inputs[0] / other
+
+
+def _product_relevance(step: Step) -> list[Tensor | None]:
+    """All of ``R`` to the one receiving factor, or ``R / k`` to each of ``k`` signal factors."""
+    shares: list[Tensor | None] = [None] * len(step.node.inputs)
+    for k in step.receivers:
+        shares[k] = sum_to(step.R / len(step.receivers), tuple(step.inputs[k].shape))
+    return shares
+
+
+def _div_relevance(step: Step) -> list[Tensor | None]:
+    if 0 not in step.receivers:
+        raise SpecError(f"{step.node.describe()}: relevance reaches a division whose numerator is a constant")
+    return step.only(sum_to(step.R, tuple(step.inputs[0].shape)))
+
+
+def _call(node: Node, inputs: list[Any], trace: Trace) -> Any:
+    """Any other op, run as captured (no rule: refused if relevance reaches it)."""
+    from ..capture import Ref
+
+    values = dict(zip((n for n in node.inputs), inputs, strict=True))
+    swap = lambda v: values[v.name] if isinstance(v, Ref) else v  # noqa: E731
+    args = torch.utils._pytree.tree_map(swap, node.params["args"])
+    kwargs = torch.utils._pytree.tree_map(swap, node.params["kwargs"])
+    return node.params["target"](*args, **kwargs)
+
+
+OPS = {
+    "activation": Op(_activation, _identity, _activation_sign),
+    "add": Op(_add, _add_relevance, _add_sign),
+    "sum": Op(_reduce, _reduce_relevance, keeps_sign),
+    "mean": Op(_reduce, _reduce_relevance, keeps_sign),
+    "mul": Op(_mul, _product_relevance),
+    "div": Op(_div, _div_relevance),
+    "call": Op(_call),
+}

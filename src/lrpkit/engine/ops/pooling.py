@@ -1,0 +1,101 @@
+"""Pooling in 1, 2 and 3 dimensions: average (proportional) and max (winner-take-all, or proportional).
+
+Proportional: ``R_i = a_i * d/da_i (sum_j z_j s_j)`` with ``z = pool(a)``, ``s = R / stab(z)``; the transpose
+of the pooling is ``torch.func.vjp`` of the pooling itself. Max pooling by default gives all of ``R_j`` to the
+arg-max of window ``j`` (ties: the first), recorded in the forward pass; proportional max pooling shares as
+a plain sum over each window.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...errors import SpecError
+from ...rules import Proportional, Winner
+from ..graph import Node
+from . import Op, Step, Trace, keeps_sign, proportional
+
+_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_ADAPTIVE_AVG = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
+_ADAPTIVE_MAX = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}
+
+
+def _avg(node: Node) -> Any:
+    p = node.params
+    args = (p["kernel_size"], p["stride"], p["padding"], p["ceil_mode"], p["count_include_pad"])
+    dims = len(p["kernel_size"])
+    if dims == 1:
+        return partial(_AVG[1], kernel_size=args[0], stride=args[1], padding=args[2], ceil_mode=args[3],
+                       count_include_pad=args[4])  # fmt: skip
+    return partial(_AVG[dims], kernel_size=args[0], stride=args[1], padding=args[2], ceil_mode=args[3],
+                   count_include_pad=args[4], divisor_override=p["divisor_override"])  # fmt: skip
+
+
+def _adaptive_avg(node: Node) -> Any:
+    return partial(_ADAPTIVE_AVG[len(node.params["output_size"])], output_size=node.params["output_size"])
+
+
+def _window_sum(node: Node) -> Any:
+    """The plain sum over each max-pooling window (proportional max pooling)."""
+    p = node.params
+    if any(d != 1 for d in p["dilation"]):
+        raise SpecError(f"{node.describe()}: proportional max pooling needs dilation 1, got {p['dilation']}")
+    dims, volume = len(p["kernel_size"]), math.prod(p["kernel_size"])
+    if dims == 1:
+        return lambda x: F.avg_pool1d(x, p["kernel_size"], p["stride"], p["padding"], p["ceil_mode"], True) * volume
+    return partial(_AVG[dims], kernel_size=p["kernel_size"], stride=p["stride"], padding=p["padding"],
+                   ceil_mode=p["ceil_mode"], count_include_pad=True, divisor_override=1)  # fmt: skip
+
+
+def _max_forward(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
+    p, x = node.params, inputs[0]
+    if node.op == "adaptive_max_pool":
+        out, winners = _ADAPTIVE_MAX[len(p["output_size"])](x, p["output_size"], return_indices=True)
+    else:
+        pool = _MAX[len(p["kernel_size"])]
+        out, winners = pool(x, p["kernel_size"], p["stride"], p["padding"], p["dilation"], p["ceil_mode"], True)
+    if isinstance(trace.rules.get(node.name), Winner):
+        trace.aux[node.name] = winners
+    return out
+
+
+def _max_relevance(step: Step) -> list[Tensor | None]:
+    node, x, rule = step.node, step.inputs[0], step.rule
+    if isinstance(rule, Proportional):
+        if node.op == "adaptive_max_pool":
+            raise SpecError(f"{node.describe()}: adaptive max pooling shares winner-take-all only")
+        pool = _window_sum(node)
+        return step.only(proportional(pool, x, pool(x), step.R, rule.epsilon))
+    winners, spatial = step.trace.aux[node.name], _spatial(node)
+    K, lead = step.R.shape[0], x.shape[: x.dim() - spatial]
+    index = winners.flatten(-spatial).expand(K, *lead, -1)
+    R = step.R.new_zeros((K, *lead, math.prod(x.shape[-spatial:])))
+    return step.only(R.scatter_add_(-1, index, step.R.flatten(-spatial)).view(K, *x.shape))
+
+
+def _spatial(node: Node) -> int:
+    return len(node.params.get("kernel_size") or node.params["output_size"])
+
+
+def _avg_forward(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
+    return (_avg(node) if node.op == "avg_pool" else _adaptive_avg(node))(inputs[0])
+
+
+def _avg_relevance(step: Step) -> list[Tensor | None]:
+    pool = _avg(step.node) if step.node.op == "avg_pool" else _adaptive_avg(step.node)
+    epsilon = step.rule.epsilon if isinstance(step.rule, Proportional) else 1e-9
+    return step.only(proportional(pool, step.inputs[0], step.output, step.R, epsilon))
+
+
+OPS = {
+    "avg_pool": Op(_avg_forward, _avg_relevance, keeps_sign),
+    "adaptive_avg_pool": Op(_avg_forward, _avg_relevance, keeps_sign),
+    "max_pool": Op(_max_forward, _max_relevance, keeps_sign),
+    "adaptive_max_pool": Op(_max_forward, _max_relevance, keeps_sign),
+}

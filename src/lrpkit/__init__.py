@@ -57,7 +57,7 @@ _EXPORTS = {
     "PRESETS": "composites",
     "load": "model.io",
     "mnist": "model.data",
-    **dict.fromkeys(["layerwise_lrp", "lrp"], "engine"),
+    **dict.fromkeys(["RelevanceWarning", "layerwise_lrp", "lrp"], "engine"),
     **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
     **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
     "heatmap": "pictures.colormaps",

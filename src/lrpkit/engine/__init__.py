@@ -6,7 +6,9 @@ Imported lazily: ``lrpkit.engine.graph`` (lrpkit's own torch-free graph) never p
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = {"lrp": "walk", "layerwise_lrp": "walk", "conservation_gap": "walk"}
+_EXPORTS = dict.fromkeys(
+    ["RelevanceWarning", "conservation_gap", "explain", "graph_of", "layerwise_lrp", "lrp"], "walk"
+)
 __all__ = sorted(_EXPORTS)
 
 

@@ -525,15 +525,17 @@ def _translate_node(b: _Builder, fx: Any, signals: frozenset[str]) -> None:
 
 
 def _placeholders(b: _Builder, exported: Any, explained: int) -> None:
-    """Parameters, buffers and lifted constants become ``constant`` nodes; user inputs ``input``/``constant``."""
+    """Parameters, buffers and lifted constants become ``constant`` nodes; tensor user inputs ``input`` (the
+    explained one) or ``constant`` (held fixed); other user inputs (numbers) constants with their value."""
     user = 0
     for spec in exported.graph_signature.input_specs:
-        name = spec.arg.name
-        kind = spec.kind.name
-        if kind == "USER_INPUT":
+        name, kind = spec.arg.name, spec.kind.name
+        if kind == "USER_INPUT" and not hasattr(spec.arg, "value"):
             op = "input" if user == explained else "constant"
             b.nodes.append(Node(name, op, params={"source": "argument", "target": user}))
             user += 1
+        elif kind == "USER_INPUT":
+            b.nodes.append(Node(name, "constant", params={"source": "value", "value": spec.arg.value}))
         else:
             source = {"PARAMETER": "parameter", "BUFFER": "buffer"}.get(kind, "tensor")
             value = exported.constants.get(spec.target) if source == "tensor" else None

@@ -247,6 +247,8 @@ def _source(node: Node, state: dict[str, Tensor], tensors: list[Tensor], model: 
         return tensors[p["target"]]
     if p["source"] in ("parameter", "buffer"):
         return state[p["target"]].detach()
+    if p["source"] == "value":
+        return p["value"]
     try:  # a tensor attribute of the model (not a buffer): its current value, else the one seen at capture
         return functools.reduce(getattr, p["target"].split("."), model)
     except AttributeError:

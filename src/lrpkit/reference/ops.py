@@ -68,71 +68,85 @@ def _weighted_relevance(c: Context) -> list[Array | None]:
     return c.only(rules.apply(layer, c.inputs[0], c.R, c.rule, c.bounds or (None, None)))
 
 
-# -- pooling (2-d, no padding) ------------------------------------------------------------------------------------
+# -- pooling (2-d) ------------------------------------------------------------------------------------
 
 
-def _windows(node: Any, x: Array) -> tuple[list[tuple[slice, ...]], tuple[int, int]]:
-    """The index of every kernel offset's inputs (each the output's shape, offsets in row-major order)."""
+def _windows(node: Any, x: Array) -> tuple[list[tuple[slice, ...]], tuple[int, int], Array]:
+    """The index of every kernel offset's inputs in the padded input (each the output's shape, offsets in
+    row-major order), the kernel, and the padded input (max pooling pads with -inf, average pooling with 0)."""
     p = node.params
     if node.op == "adaptive_avg_pool":
         (oh, ow), (h, w) = p["output_size"], x.shape[2:]
         if h % oh or w % ow:
             raise SpecError(f"the NumPy reference pools adaptively only by whole windows, not {node.describe()}")
-        kernel, stride = (h // oh, w // ow), (h // oh, w // ow)
+        kernel, stride, padding = (h // oh, w // ow), (h // oh, w // ow), (0, 0)
     else:
-        kernel, stride = p["kernel_size"], p["stride"]
-        if any(p["padding"]) or p.get("ceil_mode") or any(d != 1 for d in p.get("dilation", (1, 1))):
-            raise SpecError(f"the NumPy reference pools without padding, ceil mode or dilation, not {node.describe()}")
-    rows, cols = [(x.shape[2 + d] - kernel[d]) // stride[d] + 1 for d in range(2)]
+        kernel, stride, padding = p["kernel_size"], p["stride"], p["padding"]
+        if p.get("ceil_mode") or any(d != 1 for d in p.get("dilation", (1, 1))):
+            raise SpecError(f"the NumPy reference pools without ceil mode or dilation, not {node.describe()}")
+    fill = -np.inf if node.op == "max_pool" else 0.0
+    padded = np.pad(x, ((0, 0), (0, 0), *((q, q) for q in padding)), constant_values=fill)
+    rows, cols = [(padded.shape[2 + d] - kernel[d]) // stride[d] + 1 for d in range(2)]
     index = [
         (slice(None), slice(None), slice(i, i + stride[0] * (rows - 1) + 1, stride[0]),
          slice(j, j + stride[1] * (cols - 1) + 1, stride[1]))
         for i in range(kernel[0]) for j in range(kernel[1])
     ]  # fmt: skip
-    return index, kernel
+    return index, kernel, padded
 
 
-def _divisor(node: Any, kernel: tuple[int, int]) -> float:
+def _divisor(node: Any, kernel: tuple[int, int], x: Array) -> Any:
+    """Per window: what its sum is divided by (average pooling) or 1 (proportional max pooling)."""
     if node.op == "max_pool":
         return 1.0  # proportional max pooling: the plain sum over each window
     override = node.params.get("divisor_override")
-    return float(override or kernel[0] * kernel[1])
+    if override:
+        return float(override)
+    if node.params.get("count_include_pad", True):
+        return float(kernel[0] * kernel[1])
+    index, _, ones = _windows(node, np.ones_like(x[:1, :1]))
+    return sum(ones[i] for i in index)  # the inputs (not padding) in each window
+
+
+def _crop(node: Any, padded: Array) -> Array:
+    padding = node.params.get("padding", (0, 0))
+    return padded[:, :, padding[0] : padded.shape[2] - padding[0], padding[1] : padded.shape[3] - padding[1]]
 
 
 def _avg_pool(node: Any, inputs: list[Any]) -> Array:
-    index, kernel = _windows(node, inputs[0])
-    return sum(inputs[0][i] for i in index) / _divisor(node, kernel)
+    index, kernel, padded = _windows(node, inputs[0])
+    return sum(padded[i] for i in index) / _divisor(node, kernel, inputs[0])
 
 
 def _max_pool(node: Any, inputs: list[Any]) -> Array:
-    index, _ = _windows(node, inputs[0])
-    return np.max(np.stack([inputs[0][i] for i in index]), axis=0)
+    index, _, padded = _windows(node, inputs[0])
+    return np.max(np.stack([padded[i] for i in index]), axis=0)
 
 
 def _proportional(c: Context) -> list[Array | None]:
-    """``R_i = a_i * sum_j [i in window j] / divisor * R_j / stab(z_j)`` with ``z`` the window sum / divisor."""
+    """``R_i = a_i * sum_j [i in window j] / divisor_j * R_j / stab(z_j)`` with ``z`` the window sum / divisor."""
     x = c.inputs[0]
-    index, kernel = _windows(c.node, x)
-    divisor = _divisor(c.node, kernel)
+    index, kernel, _ = _windows(c.node, x)
+    padded = np.pad(x, ((0, 0), (0, 0), *((q, q) for q in c.node.params.get("padding", (0, 0)))))
+    divisor = _divisor(c.node, kernel, x)
     epsilon = c.rule.epsilon if isinstance(c.rule, Proportional) else 1e-9
-    z = stab(sum(x[i] for i in index) / divisor, epsilon)  # step 1: z = pool(a)
+    z = stab(sum(padded[i] for i in index) / divisor, epsilon)  # step 1: z = pool(a)
     s = c.R / z  # step 2
-    grad = np.zeros_like(x)
-    for i in index:  # step 3: c_i = sum over the windows j that hold i of s_j / divisor
+    grad = np.zeros_like(padded)
+    for i in index:  # step 3: c_i = sum over the windows j that hold i of s_j / divisor_j
         grad[i] += s / divisor
-    return c.only(x * grad)  # step 4
+    return c.only(x * _crop(c.node, grad))  # step 4
 
 
 def _max_relevance(c: Context) -> list[Array | None]:
     if not isinstance(c.rule, Winner):
         return _proportional(c)
-    x = c.inputs[0]
-    index, _ = _windows(c.node, x)
-    winner = np.argmax(np.stack([x[i] for i in index]), axis=0)  # the first maximum wins
-    R = np.zeros_like(x)
+    index, _, padded = _windows(c.node, c.inputs[0])
+    winner = np.argmax(np.stack([padded[i] for i in index]), axis=0)  # the first maximum wins
+    R = np.zeros_like(padded)
     for k, i in enumerate(index):
         R[i] += np.where(winner == k, c.R, 0)
-    return c.only(R)
+    return c.only(_crop(c.node, R))
 
 
 # -- elementwise ------------------------------------------------------------------------------------------------

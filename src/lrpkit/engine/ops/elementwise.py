@@ -143,7 +143,7 @@ def _div_relevance(step: Step) -> list[Tensor | None]:
 
 def _call(node: Node, inputs: list[Any], trace: Trace) -> Any:
     """Any other op, run as captured (no rule: refused if relevance reaches it)."""
-    from ..capture import Ref
+    from ..translate import Ref
 
     values = dict(zip((n for n in node.inputs), inputs, strict=True))
     swap = lambda v: values[v.name] if isinstance(v, Ref) else v  # noqa: E731

@@ -1,0 +1,269 @@
+"""Any captured model: residual, dense, inverted-residual and gated blocks, functional forwards, random graphs.
+
+Three independent checks on every block: bias-free conservation, the NumPy twin (every rule and preset, per
+node), and an oracle written by nobody: LRP-0 with the biases included equals gradient x input from autograd
+on graphs of ReLUs, Linear-type layers, sums, concatenation, pooling and moves.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from torch import nn
+
+import lrpkit
+from blocks import BLOCKS, F64, RELU_ONLY, graphs, make, zero_biases
+from lrpkit.composites import PRESETS
+from lrpkit.engine.canonize import canonize
+from lrpkit.engine.walk import graph_of
+from lrpkit.errors import SpecError
+from lrpkit.reference import check_model, from_model
+from lrpkit.rules import Epsilon, Proportional, Simple
+
+PROPERTY = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+LRP0 = {"linear": Simple(), "conv": Simple(), "sum": Proportional(1e-12), "avg_pool": Proportional(1e-12)}
+"""LRP-0 with the 1e-12 stabiliser on sums and average pooling too."""
+GRADIENT_X_INPUT = {
+    "linear": Epsilon(1e-30, bias=True),
+    "conv": Epsilon(1e-30, bias=True),
+    "sum": Proportional(1e-30, bias=True),
+    "avg_pool": Proportional(1e-30),
+}
+"""LRP-0 with the biases included, as the epsilon rule for epsilon -> 0 (LRP-0's own 1e-12 would show)."""
+RULES = [
+    "simple",
+    "epsilon",
+    ["epsilon", 0.1, True],
+    "zplus",
+    ["ab", 2.0],
+    ["ab", 3.0, 2.0, True],
+    "gamma",
+    "ww",
+    "flat",
+]
+METHODS = [*RULES, ["zb", -4.0, 4.0], *sorted(PRESETS)]
+
+
+def inputs(seed: int = 0, n: int = 3) -> torch.Tensor:
+    return torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def gradient_x_input(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    x = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), x)
+    return (grad * x).detach()
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max()) if not b.requires_grad else relative(a, b.detach())
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_bias_free_lrp0_conserves(name):
+    model = zero_biases(make(name))
+    x = inputs()
+    R = lrpkit.layerwise_lrp(model, x, "pred", LRP0)
+    top = next(reversed(R.values())).flatten(1).sum(1)
+    heatmap = R[next(iter(R))].flatten(1).sum(1)
+    assert float(((heatmap - top).abs() / top.abs()).max()) <= 1e-6
+
+
+@pytest.mark.parametrize("name", RELU_ONLY)
+def test_lrp0_with_biases_is_gradient_times_input(name):
+    model, x, target = make(name), inputs(), torch.tensor([0, 3, 1])
+    assert relative(lrpkit.lrp(model, x, target, GRADIENT_X_INPUT), gradient_x_input(model, x, target)) <= 1e-10
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+@pytest.mark.parametrize("method", METHODS, ids=str)
+def test_engine_matches_the_numpy_twin(name, method):
+    model = make(name)
+    check_model(model, inputs(), method, "pred", atol=1e-10, rtol=1e-10, bounds=(-4.0, 4.0))
+
+
+def test_every_target_at_once_equals_one_target_at_a_time():
+    model, x = make("mobilenet_v3"), inputs()
+    every = lrpkit.layerwise_lrp(model, x, "all", "epsilon_gamma_box", bounds=(-4.0, 4.0))
+    for c in range(4):
+        single = lrpkit.layerwise_lrp(model, x, c, "epsilon_gamma_box", bounds=(-4.0, 4.0))
+        for name, R in single.items():
+            torch.testing.assert_close(every[name][:, c], R, rtol=1e-12, atol=1e-15)
+    chunked = lrpkit.lrp(model, x, "all", "epsilon_gamma_box", bounds=(-4.0, 4.0), memory=1)  # one class a chunk
+    torch.testing.assert_close(chunked, every["x"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_the_model_is_left_untouched(name):
+    model = make(name).train()
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    versions = [p._version for p in model.parameters()]
+    x = inputs()
+    lrpkit.lrp(model, x, "all", "epsilon_plus")
+    assert [m.training for m in model.modules()] == flags
+    assert [p._version for p in model.parameters()] == versions
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_merging_batchnorm_leaves_the_output_unchanged(name):
+    model, x = make(name), inputs()
+    graph, constants = graph_of(model, x)
+    assert not any(n.op == "batch_norm" and n.inputs[0] in graph.by_name and graph.by_name[n.inputs[0]].op == "conv"
+                   and "batchnorm_eps" not in graph.by_name[n.inputs[0]].params for n in graph.nodes)  # fmt: skip
+    twin = from_model(model, x)  # runs the canonized graph with its own NumPy code
+    logits = twin.values(x.numpy())[graph.output]
+    torch.testing.assert_close(torch.from_numpy(logits), model(x).detach(), rtol=1e-12, atol=1e-12)
+    assert canonize(graph) == graph  # canonizing twice changes nothing
+
+
+# -- random graphs -------------------------------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(graphs())
+def test_random_graphs_match_the_twin_for_every_method(case):
+    model, x = case
+    for method in METHODS:
+        check_model(model, x, method, "pred", atol=1e-10, rtol=1e-10, bounds=(-4.0, 4.0))
+
+
+@PROPERTY
+@given(graphs(kinds=["residual", "projection", "concat", "depthwise"]))
+def test_random_relu_graphs_lrp0_is_gradient_times_input(case):
+    model, x = case
+    target = torch.tensor([2, 0])
+    assert relative(lrpkit.lrp(model, x, target, GRADIENT_X_INPUT), gradient_x_input(model, x, target)) <= 1e-10
+
+
+@PROPERTY
+@given(graphs())
+def test_random_graphs_conserve_without_biases(case):
+    model, x = case
+    zero_biases(model)
+    R = lrpkit.lrp(model, x, "pred", LRP0)
+    top = model(x).max(1).values.detach()
+    assert float(((R.flatten(1).sum(1) - top).abs() / top.abs()).max()) <= 1e-6
+
+
+# -- what else graphs bring ------------------------------------------------------------------------------------------
+
+
+class TwoInputs(nn.Module):
+    """Several inputs, a dict output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image, self.side = nn.Linear(4, 3), nn.Linear(2, 3)
+
+    def forward(self, x, side, *, scale=1.0):
+        hidden = F.relu(self.image(x) + self.side(side)) * scale
+        return {"features": hidden, "logits": hidden.sum(1, keepdim=True) * torch.ones(1, 2, dtype=x.dtype)}
+
+
+def test_several_inputs_and_outputs_explain_one_the_others_held_fixed():
+    model = TwoInputs().double()
+    x, side = torch.rand(2, 4, dtype=F64), torch.rand(2, 2, dtype=F64)
+    R = lrpkit.lrp(model, x, 0, "simple", args=(side,), kwargs={"scale": 2.0})  # "logits" by default
+    assert R.shape == x.shape
+    R_side = lrpkit.lrp(model, side, 0, "simple", args=(x,), position=1, kwargs={"scale": 2.0})
+    assert R_side.shape == side.shape
+    features = lrpkit.lrp(model, x, torch.ones(3, dtype=F64), "simple", args=(side,), output="features")
+    assert features.shape == x.shape
+    with pytest.raises(SpecError, match="does not name one of the model's outputs"):
+        lrpkit.lrp(model, x, 0, args=(side,), output="nope")
+
+
+def test_targets_as_filters_of_any_output_shape():
+    """A segmentation-like output (N, C, H, W): a float filter of one sample's output selects pixels."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 2, 2, stride=2)).double()
+    x = torch.rand(2, 3, 4, 4, dtype=F64)
+    mask = torch.zeros(2, 8, 8, dtype=F64)
+    mask[1, 2:4, 2:4] = 1.0  # class 1 in a 2x2 patch
+    R = lrpkit.layerwise_lrp(zero_biases(model), x, mask, "simple")
+    torch.testing.assert_close(R[0].flatten(1).sum(1), (model(x) * mask).flatten(1).sum(1))
+
+
+def test_a_composite_by_kind_first_and_name():
+    model, x = make("basic"), inputs()
+    composite = {"conv": "gamma", "linear": "epsilon", "first": ["zb", -4.0, 4.0], "blocks.1.*": Epsilon(0.25)}
+    plan = lrpkit.composites.resolve(composite, *_nodes(model, x))
+    by_module = {}
+    for name, rule in plan.rules.items():
+        by_module.setdefault(rule.name, []).append(name)
+    assert plan.rules["conv2d"].name == "zb"  # the stem: first layer
+    assert {plan.rules[n].name for n in by_module["epsilon"]} == {"epsilon"}
+    graph, _ = graph_of(model, x)
+    blocks1 = {n.name for n in graph.nodes if n.module.startswith("blocks.1.") and n.op == "conv"}
+    assert blocks1 and all(plan.rules[n] == Epsilon(0.25) for n in blocks1)
+    R = lrpkit.lrp(model, x, "pred", composite)
+    assert torch.isfinite(R).all()
+    with pytest.raises(SpecError, match="matches no node"):
+        lrpkit.lrp(model, x, "pred", {"layer9.*": "epsilon"})
+    with pytest.raises(SpecError, match="cannot apply to 'conv'"):
+        lrpkit.lrp(model, x, "pred", {"conv": "winner"})
+
+
+def _nodes(model, x):
+    graph, _ = graph_of(model, x)
+    return graph.relevant, graph.first
+
+
+def test_bounds_in_pixel_space_pass_through_a_normalisation_in_forward():
+    """zB bounds given for the raw input equal bounds given for the normalised input of the first conv."""
+
+    class Normalised(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 36, 2)
+            self.register_buffer("mean", torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor([0.2, 0.25, 0.5]).view(1, 3, 1, 1))
+
+        def forward(self, x):
+            return self.fc(F.relu(self.conv((x - self.mean) / self.std)).flatten(1))
+
+    torch.manual_seed(2)
+    model, x = Normalised().double(), torch.rand(2, 3, 8, 8, dtype=F64)
+    carried = lrpkit.lrp(model, x, 1, "epsilon_gamma_box", bounds=(0.0, 1.0))
+    low, high = (0 - model.mean) / model.std, (1 - model.mean) / model.std
+    explicit = lrpkit.lrp(model, x, 1, {"first": lrpkit.ZBox(low[0], high[0]), "conv": "gamma", "linear": "epsilon"})
+    torch.testing.assert_close(carried, explicit)
+
+
+def test_relevance_blow_up_is_named():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 2, bias=False)).double()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]], dtype=F64))
+        model[0].weight.copy_(
+            torch.tensor([[1.0, 0, 0, 0], [1 - 1e-15, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=F64)
+        )
+    x = torch.tensor([[1.0, 0.5, 0.5, 0.5]], dtype=F64)
+    with pytest.warns(lrpkit.RelevanceWarning, match=r"node 'linear_1' .* reaches .* larger epsilon"):
+        lrpkit.lrp(model, x, 0, Epsilon(1e-30))
+
+
+def test_a_copy_of_the_model_gives_the_same_relevance_and_new_weights_are_read():
+    model, x = make("dense"), inputs()
+    first = lrpkit.lrp(model, x, "pred", "epsilon_plus")
+    torch.testing.assert_close(lrpkit.lrp(copy.deepcopy(model), x, "pred", "epsilon_plus"), first)
+    with torch.no_grad():
+        model.fc.weight.mul_(2.0)  # same capture, new weights: as a fresh capture of the changed model
+    changed = lrpkit.lrp(model, x, "pred", "epsilon_plus")
+    torch.testing.assert_close(changed, lrpkit.lrp(copy.deepcopy(model), x, "pred", "epsilon_plus"))
+    assert not torch.allclose(changed, first)
+
+
+def test_an_unmergeable_batchnorm_after_a_transposed_conv_is_the_identity():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.ConvTranspose2d(2, 3, 2, stride=2), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(48, 2))
+    model = zero_biases(model.double().eval())
+    R = lrpkit.layerwise_lrp(model, torch.rand(2, 2, 2, 2, dtype=F64), 0, LRP0)
+    torch.testing.assert_close(R[1], R[2])  # relevance passes the BatchNorm unchanged
+    torch.testing.assert_close(R[0].flatten(1).sum(1), R[-1].sum(1))

@@ -25,8 +25,14 @@ from lrpkit.reference import check_model, from_model
 from lrpkit.rules import Epsilon, Proportional, Simple
 
 PROPERTY = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-LRP0 = {"linear": Simple(), "conv": Simple(), "sum": Proportional(1e-12), "avg_pool": Proportional(1e-12)}
-"""LRP-0 with the 1e-12 stabiliser on sums and average pooling too."""
+LRP0 = {
+    "linear": Simple(),
+    "conv": Simple(),
+    "sum": Proportional(1e-12),
+    "avg_pool": Proportional(1e-12),
+    "opaque": Epsilon(1e-12),
+}
+"""LRP-0 with the 1e-12 stabiliser on sums, average pooling and opaque modules too."""
 GRADIENT_X_INPUT = {
     "linear": Epsilon(1e-30, bias=True),
     "conv": Epsilon(1e-30, bias=True),
@@ -266,3 +272,57 @@ def test_an_unmergeable_batchnorm_after_a_transposed_conv_is_the_identity():
     R = lrpkit.layerwise_lrp(model, torch.rand(2, 2, 2, 2, dtype=F64), 0, LRP0)
     torch.testing.assert_close(R[1], R[2])  # relevance passes the BatchNorm unchanged
     torch.testing.assert_close(R[0].flatten(1).sum(1), R[-1].sum(1))
+
+
+class Scaled(nn.Module):
+    """A user's own layer whose forward uses an op without a rule (cumsum), linear in x."""
+
+    def forward(self, x):
+        return torch.cumsum(x, 1) * 0.5
+
+
+class WithScaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.scaled, self.fc2 = nn.Linear(4, 5), Scaled(), nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.scaled(self.fc1(x))))
+
+
+def test_an_opaque_submodule_is_one_node_with_the_epsilon_rule_of_its_linear_map():
+    torch.manual_seed(5)
+    model = zero_biases(WithScaled().double())
+    x = torch.rand(3, 4, dtype=F64)
+    with pytest.raises(SpecError, match=r"opaque=\['path'\]"):
+        lrpkit.lrp(model, x, 0)
+    R = lrpkit.layerwise_lrp(model, x, 0, LRP0, opaque=["scaled"])
+    assert "scaled" in R  # the module is one node, named by its path
+    torch.testing.assert_close(R["x"].sum(1), R[next(reversed(R))].sum(1))  # cumsum is linear: conserved
+    passed = lrpkit.layerwise_lrp(model, x, 0, {**LRP0, "scaled": lrpkit.Pass()}, opaque=["scaled"])
+    torch.testing.assert_close(passed["fc1" if "fc1" in passed else "linear"], passed["scaled"])
+    with pytest.raises(SpecError, match="not a submodule"):
+        lrpkit.lrp(model, x, 0, opaque=["nope"])
+
+
+def test_registering_a_module_class_or_an_op(monkeypatch):
+    from lrpkit.engine import extend
+
+    torch.manual_seed(6)
+    model, x = WithScaled().double(), torch.rand(3, 4, dtype=F64)
+    monkeypatch.setattr(extend, "MODULES", set())
+    monkeypatch.setattr(extend, "OPS", {})
+    lrpkit.register_module(Scaled)
+    by_class = lrpkit.lrp(model, x, 0, "epsilon")
+    torch.testing.assert_close(by_class, lrpkit.lrp(model, x, 0, "epsilon", opaque=["scaled"]))
+    extend.MODULES.clear()
+
+    def cumsum_relevance(step):  # a proportional share, the transpose of cumsum is a reversed cumsum
+        x, y = step.inputs[0], step.output
+        s = step.R / (y + 1e-9 * torch.where(y >= 0, 1.0, -1.0))
+        return [s.flip(-1).cumsum(-1).flip(-1) * x, None]
+
+    lrpkit.register_op(torch.ops.aten.cumsum.default, cumsum_relevance)
+    torch.testing.assert_close(lrpkit.lrp(model, x, 0, "epsilon"), by_class, rtol=1e-4, atol=1e-6)  # stabilisers differ
+    with pytest.raises(SpecError, match="torch.nn.Module subclass"):
+        lrpkit.register_module(object)

@@ -4,7 +4,7 @@ Pure Python (no torch, no NumPy), shared by the PyTorch engine and the NumPy ref
 :class:`Composite` is an ordered list of ``(matcher, rule)`` pairs. A matcher is
 
 - a node kind: ``"linear"`` (alias ``"dense"``), ``"conv"``, ``"max_pool"``, ``"avg_pool"``, ``"sum"``,
-  ``"product"``, ``"norm"``;
+  ``"product"``, ``"norm"``, ``"opaque"`` (a module explained as one node);
 - ``"first"``: the first Linear-type layers (those the input reaches without passing another one), or
   ``"first:conv"`` / ``"first:linear"``: the first layers of that kind;
 - anything else: an ``fnmatch`` pattern over a node's module path, module type or node name (``"layer4.*"``).
@@ -40,7 +40,7 @@ from .rules import (
     ZPlus,
 )
 
-KINDS = ("linear", "conv", "max_pool", "avg_pool", "sum", "product", "norm")
+KINDS = ("linear", "conv", "max_pool", "avg_pool", "sum", "product", "norm", "opaque")
 ALIASES = {"dense": "linear"}
 FIRST = ("first", "first:linear", "first:conv")
 KIND_DEFAULTS: dict[str, Rule] = {
@@ -51,6 +51,7 @@ KIND_DEFAULTS: dict[str, Rule] = {
     "sum": Proportional(),
     "product": Uniform(),
     "norm": Epsilon(),
+    "opaque": Epsilon(),
 }
 """The rule of each kind that no entry of a composite matches."""
 

@@ -68,13 +68,13 @@ class Epsilon(Rule):
     """LRP-epsilon (Bach et al. 2015): ``R_i = sum_j a_i w_ij / stab(z_j) R_j``, ``stab`` with ``epsilon``.
 
     On a LayerNorm/GroupNorm (kind ``norm``) it is the rule of the linear map ``x -> (x - mean(x)) w / sigma``
-    with ``sigma`` held constant.
+    with ``sigma`` held constant; on an opaque module ``x * J^T (R / stab(y))``, the module read as a linear map.
     """
 
     epsilon: float = 1e-6
     bias: bool = False
     name: ClassVar[str] = "epsilon"
-    kinds: ClassVar[frozenset[str]] = WEIGHTED_KINDS | {"norm"}
+    kinds: ClassVar[frozenset[str]] = WEIGHTED_KINDS | {"norm", "opaque"}
 
     def __post_init__(self) -> None:
         _check_number(self, "epsilon")
@@ -221,7 +221,7 @@ class Pass(Rule):
     """The identity: ``R_in = R_out`` (a normalisation treated as a constant affine map, e.g. RMSNorm)."""
 
     name: ClassVar[str] = "pass"
-    kinds: ClassVar[frozenset[str]] = frozenset({"norm"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"norm", "opaque"})
 
 
 def _plain(value: Any) -> Any:

@@ -6,9 +6,10 @@ Imported lazily: ``lrpkit.engine.graph`` (lrpkit's own torch-free graph) never p
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = dict.fromkeys(
-    ["RelevanceWarning", "conservation_gap", "explain", "graph_of", "layerwise_lrp", "lrp"], "walk"
-)
+_EXPORTS = {
+    **dict.fromkeys(["RelevanceWarning", "conservation_gap", "explain", "graph_of", "layerwise_lrp", "lrp"], "walk"),
+    **dict.fromkeys(["register_module", "register_op"], "extend"),
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,5 +1,6 @@
 """Canonization: rewrites of lrpkit's graph before explaining (the user's model is never touched).
 
+- **Opaque modules**: the nodes a chosen submodule made become one ``module`` node that calls it.
 - **BatchNorm merge**: a BatchNorm whose input is a Linear/conv node that feeds nothing else is folded into it
   (the node gets the BatchNorm's parameters as extra inputs; ``w' = w g / sigma``, ``b' = (b - mu) g / sigma +
   beta``, computed from the current weights at every call). The model's output is unchanged up to rounding.
@@ -11,14 +12,47 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..errors import SpecError
 from .graph import Graph, Node
 
 MERGEABLE = frozenset({"linear", "conv"})
 
 
-def canonize(graph: Graph) -> Graph:
-    """The graph with BatchNorms merged and in-place ReLUs marked."""
+def canonize(graph: Graph, opaque: tuple[str, ...] = ()) -> Graph:
+    """The graph with opaque modules collapsed, BatchNorms merged and in-place ReLUs marked."""
+    for path in opaque:
+        graph = _collapse(graph, path)
     return _mark_inplace(_merge_batchnorm(graph))
+
+
+def _collapse(graph: Graph, path: str) -> Graph:
+    """The nodes module ``path`` made, as one ``module`` node reading the one signal that enters it."""
+    own = {n.name for n in graph.nodes if n.module == path or n.module.startswith(path + ".")}
+    if not own:
+        return graph
+    entering = list(
+        dict.fromkeys(i for n in graph.nodes if n.name in own for i in n.inputs if i in graph.signals and i not in own)
+    )
+    leaving = [n for n in own if n == graph.output or any(c not in own for c in graph.consumers[n])]
+    if len(entering) != 1 or len(leaving) != 1:
+        raise SpecError(
+            f"opaque module {path!r} has {len(entering)} signal input(s) and {len(leaving)} output(s) used outside; "
+            "an opaque module needs exactly one of each"
+        )
+    last = graph.by_name[leaving[0]]
+    kind = (
+        next(n.module_type for n in graph.nodes if n.module == path)
+        if any(n.module == path for n in graph.nodes)
+        else ""
+    )
+    node = Node(path, "module", (entering[0],), {"path": path}, path, kind, last.line, last.shape)
+    nodes = []
+    for n in graph.nodes:
+        if n.name == leaving[0]:
+            nodes.append(node)
+        elif n.name not in own:
+            nodes.append(dataclasses.replace(n, inputs=tuple(path if i == leaving[0] else i for i in n.inputs)))
+    return Graph(tuple(nodes), graph.input, path if graph.output == leaving[0] else graph.output)
 
 
 def _merge_batchnorm(graph: Graph) -> Graph:

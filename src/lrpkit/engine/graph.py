@@ -40,6 +40,7 @@ KINDS = {
     "batch_norm": "norm",
     "layer_norm": "norm",
     "group_norm": "norm",
+    "module": "opaque",
 }
 """The kind of each op whose rule a composite may choose (``{"conv": "gamma", "max_pool": "proportional"}``)."""
 
@@ -158,11 +159,13 @@ class Graph:
         return frozenset(found)
 
     def refuse_unsupported(self, supported: Iterable[str], error: type[Exception], extra: str = "") -> None:
-        """Raises ``error`` naming the first node on the relevance path whose op has no rule in ``supported``."""
+        """Raises ``error`` naming the first node on the relevance path whose op has no rule in ``supported``
+        (which may also name the targets of ``call`` nodes)."""
         known = set(supported)
         for node in self.relevant:
-            if node.op not in known and node.op not in SOURCES:
-                ops = ", ".join(sorted(known))
+            target = node.params.get("target") if node.op == "call" else None
+            if node.op not in known and node.op not in SOURCES and target not in known:
+                ops = ", ".join(sorted(k for k in known if isinstance(k, str)))
                 raise error(
                     f"{node.describe()} is on the relevance path, but lrpkit has no rule for it. Supported "
                     f"operations: {ops}.{extra}"

@@ -25,9 +25,11 @@ from torch.utils import _pytree as pytree
 from ..composites import Plan, resolve
 from ..errors import InputError, SpecError
 from ..rules import Proportional, Rule, Winner, ZBox
+from . import extend
 from .bounds import carry, one_sample
 from .canonize import canonize
 from .capture import Captured, capture, output_node
+from .extend import opaque_paths
 from .graph import SOURCES, WEIGHTED, Graph, Node
 from .inputs import check_tensor
 from .ops import Op, Step, Trace, registry
@@ -92,6 +94,7 @@ def layerwise_lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simpl
     - ``args``/``kwargs``: the model's other inputs, held fixed; ``position``: where ``x`` goes among them
       (an index into ``args``, or a keyword name; default 0); ``output``: which output to explain (an index,
       key or attribute, e.g. ``"logits"``; default ``logits`` if present, else the first tensor);
+    - ``opaque``: module paths to explain as one node each (see :mod:`lrpkit.engine.extend`);
     - ``memory``: bytes of relevance per chunk of targets (default 1 GiB).
     """
     result = explain(model, x, target, method, keep=True, **options)
@@ -125,6 +128,7 @@ def explain(
     kwargs: dict[str, Any] | None = None,
     position: int | str = 0,
     output: Any = None,
+    opaque: Sequence[str] = (),
     memory: int = MEMORY,
 ) -> Explained:
     """Captures (cached), resolves ``method``, records the forward and walks relevance back."""
@@ -135,7 +139,7 @@ def explain(
     x = model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
     call_args, call_kwargs, explained = _call_inputs(x, args, kwargs, position)
     captured = capture(model, call_args, call_kwargs, explained)
-    prepared = _prepare(captured, output, _layers(model))
+    prepared = _prepare(captured, output, _layers(model), opaque_paths(model, opaque), frozenset(extend.OPS))
     plan = resolve(method, prepared.graph.relevant, prepared.graph.first, _layers(model), _defaults(maxpool))
     with torch.inference_mode():
         trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules)
@@ -173,11 +177,17 @@ def _defaults(maxpool: str) -> dict[str, Rule]:
 
 
 @functools.lru_cache(maxsize=64)
-def _prepare(captured: Captured, output: Any, layers: tuple[str, ...] | None) -> Prepared:
+def _prepare(
+    captured: Captured, output: Any, layers: tuple[str, ...] | None, opaque: tuple[str, ...], registered: frozenset
+) -> Prepared:
     graph = captured.graph
-    graph = canonize(Graph(graph.nodes, graph.input, output_node(captured, output)))
-    hint = " Mark a submodule opaque or register a rule for the op: see lrpkit.engine.register."
-    graph.refuse_unsupported([op for op, spec in OPS.items() if spec.relevance is not None], SpecError, hint)
+    graph = canonize(Graph(graph.nodes, graph.input, output_node(captured, output)), opaque)
+    hint = (
+        " Explain the module that makes it as one node (lrpkit.lrp(..., opaque=['path']) or "
+        "lrpkit.register_module(its class)), or give the op a rule with lrpkit.register_op(op, relevance)."
+    )
+    supported = [op for op, spec in OPS.items() if spec.relevance is not None]
+    graph.refuse_unsupported([*supported, *registered], SpecError, hint)
     receivers = {node.name: graph.receivers(node) for node in graph.relevant}
     boundaries = _boundaries(graph, layers) if layers is not None else None
     return Prepared(graph, receivers, boundaries, captured.seconds)
@@ -223,7 +233,7 @@ def graph_of(model: nn.Module, x: Any, **call: Any) -> tuple[Graph, dict[str, An
 
 def _record(graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: dict[str, Rule]) -> Trace:
     """Every node's value on the model's current weights (constants first, then the ops in order)."""
-    trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first)
+    trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first, model=model)
     state = {
         **dict(model.named_parameters(remove_duplicate=False)),
         **dict(model.named_buffers(remove_duplicate=False)),
@@ -262,7 +272,7 @@ def _nonneg(graph: Graph) -> frozenset[str]:
         if node.op in SOURCES or node.name not in graph.signals:
             continue
         flags = [i in found for i in node.inputs if i in graph.signals]
-        if OPS[node.op].sign(node, flags):
+        if node.op != "call" and OPS[node.op].sign(node, flags):
             found.add(node.name)
     return frozenset(found)
 
@@ -314,7 +324,7 @@ def _walk(prepared: Prepared, trace: Trace, R: Tensor, keep: bool, free: bool) -
             continue
         step = Step(node, [trace.values.get(i) if i else None for i in node.inputs], trace.values.get(node.name),
                     R_out, trace, prepared.receivers[node.name])  # fmt: skip
-        shares = OPS[node.op].relevance(step)
+        shares = _relevance_step(node)(step)
         for k in step.receivers:
             if shares[k] is not None:
                 name = node.inputs[k]
@@ -327,6 +337,13 @@ def _walk(prepared: Prepared, trace: Trace, R: Tensor, keep: bool, free: bool) -
     if graph.input not in found:
         found[graph.input] = R.new_zeros((R.shape[0], *trace.values[graph.input].shape))
     return {**{k: v for k, v in reversed(found.items())}}
+
+
+def _relevance_step(node: Node) -> Any:
+    """The node's relevance step: its op's, or the one registered for the op a ``call`` node runs."""
+    if node.op == "call":
+        return extend.OPS[node.params["target"]]
+    return OPS[node.op].relevance
 
 
 def _warn_blow_up(node: Node, R: Tensor | None, top: float) -> bool:

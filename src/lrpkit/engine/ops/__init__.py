@@ -27,6 +27,7 @@ class Trace:
     rules: Mapping[str, Rule]
     nonneg: frozenset[str] = frozenset()
     first: frozenset[str] = frozenset()
+    model: Any = None
     aux: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
@@ -95,9 +96,9 @@ def sum_to(R: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 def registry() -> dict[str, Op]:
     """Every op lrpkit knows, by name."""
-    from . import elementwise, linear, moves, norms, pooling
+    from . import elementwise, linear, moves, norms, opaque, pooling
 
     ops: dict[str, Op] = {}
-    for module in (linear, pooling, moves, elementwise, norms):
+    for module in (linear, pooling, moves, elementwise, norms, opaque):
         ops.update(module.OPS)
     return ops

@@ -134,12 +134,7 @@ def explain(
     """Captures (cached), resolves ``method``, records the forward and walks relevance back."""
     if maxpool not in MAXPOOL_MODES:
         raise SpecError(f"maxpool must be one of {tuple(MAXPOOL_MODES)}, got {maxpool!r}")
-    if not isinstance(model, nn.Module):
-        raise SpecError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    x = model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
-    call_args, call_kwargs, explained = _call_inputs(x, args, kwargs, position)
-    captured = capture(model, call_args, call_kwargs, explained)
-    prepared = _prepare(captured, output, _layers(model), opaque_paths(model, opaque), frozenset(extend.OPS))
+    prepared, call_args, call_kwargs = _prepared_call(model, x, args, kwargs, position, output, opaque)
     plan = resolve(method, prepared.graph.relevant, prepared.graph.first, _layers(model), _defaults(maxpool))
     with torch.inference_mode():
         trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules)
@@ -215,17 +210,31 @@ def _at(result: Explained, name: str) -> Tensor:
 def graph_of(model: nn.Module, x: Any, **call: Any) -> tuple[Graph, dict[str, Any]]:
     """lrpkit's graph of ``model`` (captured, canonized) and the value of every node that is not a signal
     (weights, buffers, anything computed from them alone): what the NumPy twin needs. ``call``: ``args``,
-    ``kwargs``, ``position``, ``output`` as in :func:`layerwise_lrp`."""
-    output = call.pop("output", None)
-    x = model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
-    call_args, call_kwargs, explained = _call_inputs(
-        x, call.get("args", ()), call.get("kwargs"), call.get("position", 0)
-    )
-    prepared = _prepare(capture(model, call_args, call_kwargs, explained), output, _layers(model))
+    ``kwargs``, ``position``, ``output``, ``opaque`` as in :func:`layerwise_lrp`."""
+    prepared, call_args, call_kwargs = _prepared_call(model, x, **call)
     graph = prepared.graph
     with torch.inference_mode():
         values = _record(graph, model, call_args, call_kwargs, {}).values
     return graph, {name: value for name, value in values.items() if name not in graph.signals}
+
+
+def _prepared_call(
+    model: nn.Module,
+    x: Any,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    position: int | str = 0,
+    output: Any = None,
+    opaque: Sequence[str] = (),
+) -> tuple[Prepared, tuple, dict[str, Any]]:
+    """The checked input placed in the model's call, and the prepared graph of that call (cached)."""
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x = model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
+    call_args, call_kwargs, explained = _call_inputs(x, args, kwargs, position)
+    captured = capture(model, call_args, call_kwargs, explained)
+    prepared = _prepare(captured, output, _layers(model), opaque_paths(model, opaque), frozenset(extend.OPS))
+    return prepared, call_args, call_kwargs
 
 
 # -- the forward pass ----------------------------------------------------------------------------------------------

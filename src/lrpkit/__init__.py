@@ -77,6 +77,7 @@ _EXPORTS = {
     **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
     **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
     "heatmap": "pictures.colormaps",
+    "spray": "analysis.spray",
     **dict.fromkeys(["export_tutorial", "load_tutorial"], "model.tutorial"),
     **dict.fromkeys(["MismatchError", "ReferenceNetwork"], "reference"),
     **dict.fromkeys(["plot_classes", "plot_filters", "visualize"], "pictures"),

@@ -7,6 +7,7 @@ import threadpoolctl
 import lrpkit
 from lrpkit.analysis import store as spray_store
 from lrpkit.errors import DataError, InputError, SpecError
+from spray_data import synthetic, write_store
 
 zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
@@ -17,24 +18,6 @@ def _one_thread():
     """One BLAS/OpenMP thread: torch's and scikit-learn's OpenMP runtimes fight over 2 busy cores otherwise."""
     with threadpoolctl.threadpool_limits(1):
         yield
-
-
-def synthetic(rng, per_class=60, shortcut=20):
-    """(N, 1, 8, 8) heatmaps of 3 classes: a class-specific blob plus noise; in class 1 the first ``shortcut``
-    maps have their relevance in a corner patch instead (a "Clever Hans" group)."""
-    maps, labels, patched = [], [], []
-    for c in range(3):
-        m = 0.05 * rng.random((per_class, 1, 8, 8))
-        m[:, 0, 2 + c : 5 + c, 2:5] += 1.0
-        mark = np.zeros(per_class, bool)
-        if c == 1:
-            m[:shortcut] = 0.05 * rng.random((shortcut, 1, 8, 8))
-            m[:shortcut, 0, :2, :2] += 1.0
-            mark[:shortcut] = True
-        maps.append(m)
-        labels += [c] * per_class
-        patched.append(mark)
-    return np.concatenate(maps).astype(np.float32), np.array(labels), np.concatenate(patched)
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +48,6 @@ def test_rows_and_index_point_back_to_the_samples(data, result):
     for c, analysis in result.classes.items():
         np.testing.assert_array_equal(analysis.rows, np.flatnonzero(labels == c))
         np.testing.assert_array_equal(analysis.index, analysis.rows)
-
-
-def write_store(path, relevance, labels, target=3, written=None):
-    """A store as the dataset job writes it (the contract of issue 10), with zarr directly."""
-    n = len(labels)
-    group = zarr.open_group(str(path), mode="w")
-    prediction = labels.copy() if written is None else np.where(written, labels, -1)
-    arrays = {"relevance": relevance, "logits": np.zeros((n, 3), np.float32), "prediction": prediction,
-              "label": np.where(prediction >= 0, labels, -1), "index": np.arange(n) + 1000}  # fmt: skip
-    for name, values in arrays.items():
-        group.create_array(name, data=values, chunks=(16, *values.shape[1:]))
-    group.attrs.update({"model": "abc", "method": "epsilon_plus", "target": target, "source": "synthetic",
-                        "lrpkit_version": "0.1.0", "chunk_size": 16})  # fmt: skip
-    return path
 
 
 def test_store_gives_the_same_result_as_arrays(tmp_path, data, result):

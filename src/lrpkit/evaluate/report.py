@@ -100,7 +100,8 @@ def _csv_cell(value: Any) -> str:
 # -- figures ----------------------------------------------------------------------------------------
 
 
-def _png(figure: Any) -> bytes:
+def png_bytes(figure: Any) -> bytes:
+    """A matplotlib ``Figure`` as PNG bytes (100 dpi)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
@@ -125,7 +126,7 @@ def curves_png(results: Results) -> bytes:
     ax.set_ylabel("target score f(x) (logit)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def heatmaps_png(images: torch.Tensor, relevances: Mapping[str, torch.Tensor], count: int = 6) -> bytes:
@@ -149,7 +150,7 @@ def heatmaps_png(images: torch.Tensor, relevances: Mapping[str, torch.Tensor], c
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    return _png(figure)
+    return png_bytes(figure)
 
 
 # -- the HTML page ----------------------------------------------------------------------------------
@@ -166,18 +167,21 @@ def html_page(
     settings = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in details.items())
     head = ["method", "AOPC", "95% interval", *([f"vs. {reference} [95%]"] if reference else []), "samples", "s"]
     body = "".join(_html_row(row, reference is not None) for row in table)
-    images = "".join(
-        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for caption, png in figures.items()
-    )
+    images = "".join(figure_html(caption, png) for caption, png in figures.items())
     return _TEMPLATE.format(
         title=html.escape(title),
         settings=settings,
         head="".join(f"<th>{html.escape(h)}</th>" for h in head),
         body=body,
         images=images,
+        style=STYLE,
     )
+
+
+def figure_html(caption: str, png: bytes) -> str:
+    """A ``<figure>`` with the PNG inlined as a base64 ``data:`` URL and its caption."""
+    src, text = f"data:image/png;base64,{base64.b64encode(png).decode()}", html.escape(caption)
+    return f'<figure><img alt="{text}" src="{src}"><figcaption>{text}</figcaption></figure>'
 
 
 def _e(value: Any) -> str:
@@ -193,17 +197,20 @@ def _html_row(row: dict[str, Any], with_delta: bool) -> str:
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
+td { font-variant-numeric: tabular-nums; }
+thead th { background: #f0f0f0; }
+figure { margin: 1.5em 0; } img { max-width: 100%; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+"""The pages' style sheet (also used by the SpRAy report)."""
+
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }}
-td {{ font-variant-numeric: tabular-nums; }}
-thead th {{ background: #f0f0f0; }}
-figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
-figcaption {{ color: #555; font-size: 0.9em; }}
-</style></head>
+<style>{style}</style></head>
 <body>
 <h1>{title}</h1>
 <p>Pixel flipping / region perturbation (Samek et al., IEEE TNNLS 2017). AOPC = mean over samples of

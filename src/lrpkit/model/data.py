@@ -190,3 +190,6 @@ def idx_mnist(path: str | Path) -> MNIST:
     if test is None:
         raise DataError(f"{directory}: no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz] found")
     return MNIST(train, test, str(directory))
+
+
+from .decoy import decoy_mnist  # noqa: E402, F401 (Decoy-MNIST lives in model/decoy.py)

@@ -108,7 +108,8 @@ def main() -> None:
     lines = [f"## SpRAy against CoRelAy ({args.n} heatmaps)", "",
              "Settings: 10 neighbours, 32 eigenvalues, k-means k = 2..10 (10 restarts, seed 0) on all eigenvectors.",
              "", "| heatmaps | connected components | max eigenvalue difference | "
-             "vs. dense `eigvalsh`: lrpkit / CoRelAy | ARI per k = 2..10 | lrpkit s | CoRelAy s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "vs. dense `eigvalsh`: lrpkit / CoRelAy | ARI per k = 2..10 | lrpkit s | CoRelAy s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     lines += [compare(name, maps) for name, maps in cases.items()]
     print("\n".join(lines))
     if args.write:

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-env clean
+.PHONY: install demo test lint format bench bench-env bench-corelay clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ bench: bench-env
 	$(BENCH_PY) bench/speed.py $(BENCH_ARGS)
 	$(BENCH_PY) bench/conformance.py
 	$(BENCH_PY) bench/evaluation_speed.py
+
+# SpRAy against CoRelAy: CoRelAy in its own small environment (never part of `make test`).
+CORELAY_VENV := .venv-corelay
+
+bench-corelay: install
+	test -x $(CORELAY_VENV)/bin/python || $(PYTHON) -m venv $(CORELAY_VENV)
+	$(CORELAY_VENV)/bin/python -m pip install -q torch==2.13.0 corelay==1.0.0
+	mkdir -p out
+	$(PY) bench/spray_corelay.py --make-heatmaps out/heatmaps-3.npy
+	$(CORELAY_VENV)/bin/python bench/spray_corelay.py --heatmaps out/heatmaps-3.npy --write
 
 clean:
 	rm -rf $(VENV) out build *.egg-info src/*.egg-info

@@ -6,9 +6,9 @@ with CoRelAy's definitions so that results compare:
    itself excluded), then ``A = (A + Aᵀ)/2`` (entries 0.5 or 1) — found by a nearest-neighbour search, never a
    dense ``N × N`` matrix;
 3. ``normalized_adjacency``: ``M = D^-1/2 A D^-1/2`` with ``D = diag(Σ_j A_ij)``;
-4. ``spectral_embedding``: the ``K`` largest eigenpairs of ``M`` (``eigsh``); the eigenvalues of
-   ``L = I − M`` are ``1 − μ``, in ``[0, 2]``, the smallest 0 once per connected component; the eigenvectors are
-   row-normalised (each sample's embedding has length 1);
+4. ``spectral_embedding``: the ``K`` largest eigenpairs of ``M`` (``eigsh``, per connected component); the
+   eigenvalues of ``L = I − M`` are ``1 − μ``, in ``[0, 2]``, the smallest 0 once per connected component; the
+   eigenvectors are row-normalised (each sample's embedding has length 1);
 5. ``eigengap``: the number of clusters ``k`` with the largest gap ``λ_{k+1} − λ_k`` (von Luxburg 2007);
 6. ``kmeans`` for each ``k`` on the first ``k`` columns of the embedding (or, as CoRelAy, on all of them);
    ``tsne`` (perplexity 30) and ``umap`` of the embedding for pictures; ``conductance`` of a cluster measures
@@ -121,19 +121,42 @@ def normalized_adjacency(affinity: Any) -> Any:
 def spectral_embedding(adjacency: Any, eigenvalues: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(λ, V)``: the ``K`` smallest eigenvalues ``λ = 1 − μ`` of ``L = I − M`` in rising order (``μ``: the
     largest eigenvalues of ``M``, ``K = min(eigenvalues, N − 1)``) and their eigenvectors ``(N, K)``, each row
-    scaled to length 1."""
+    scaled to length 1.
+
+    ``M`` is block-diagonal over the graph's connected components, so each component is solved on its own and
+    the largest ``μ`` of all are kept: a Lanczos solver on the whole matrix can miss copies of a repeated
+    eigenvalue (one ``μ = 1`` per component).
+    """
     if isinstance(eigenvalues, bool) or not isinstance(eigenvalues, int) or eigenvalues < 1:
         raise SpecError(f"eigenvalues must be a positive integer, got {eigenvalues!r}")
     n = adjacency.shape[0]
     k = min(eigenvalues, n - 1)
-    if n <= DENSE_LIMIT * k:
-        mu, vectors = np.linalg.eigh(adjacency.toarray())
-        mu, vectors = mu[-k:], vectors[:, -k:]
+    _, component = require("scipy.sparse.csgraph").connected_components(adjacency, directed=False)
+    parts = []  # (μ, members, eigenvector on the members) of every component
+    for label in np.unique(component):
+        members = np.flatnonzero(component == label)
+        mu, vectors = largest_eigenpairs(adjacency[members][:, members], min(k, len(members)), seed)
+        parts += [(m, members, v) for m, v in zip(mu, vectors.T, strict=True)]
+    parts.sort(key=lambda part: -part[0])
+    embedding = np.zeros((n, k))
+    for column, (_, members, vector) in enumerate(parts[:k]):
+        embedding[members, column] = vector
+    mu = np.array([part[0] for part in parts[:k]])
+    return np.clip(1.0 - mu, 0.0, 2.0), row_normalize(embedding)
+
+
+def largest_eigenpairs(matrix: Any, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest eigenvalues (falling) of a symmetric sparse matrix and their eigenvectors: ARPACK
+    (``eigsh``, seeded start vector) for large matrices, dense ``eigh`` below ``DENSE_LIMIT · k`` rows."""
+    n = matrix.shape[0]
+    if n <= DENSE_LIMIT * k or k >= n:
+        mu, vectors = np.linalg.eigh(matrix.toarray())
+        mu, vectors = mu[n - k :], vectors[:, n - k :]
     else:
         start = np.random.default_rng(seed).uniform(-1, 1, n)  # ARPACK's start vector: seeded, reproducible
-        mu, vectors = require("scipy.sparse.linalg").eigsh(adjacency, k=k, which="LA", v0=start)
+        mu, vectors = require("scipy.sparse.linalg").eigsh(matrix, k=k, which="LA", v0=start)
     order = np.argsort(-mu, kind="stable")
-    return np.clip(1.0 - mu[order], 0.0, 2.0), row_normalize(vectors[:, order])
+    return mu[order], vectors[:, order]
 
 
 def row_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ _EXPORTS = {
     **dict.fromkeys(
         [
             "AvgPool",
+            "BatchNorm",
             "Conv",
             "Dropout",
             "FirstConvolution",
@@ -46,11 +47,14 @@ _EXPORTS = {
             "NoFormat",
             "Pad",
             "ReLU",
+            "Residual",
             "SumPool",
         ],
         "model.layers",
     ),
-    **dict.fromkeys(["ARCHITECTURES", "Network", "cnn", "mlp", "tutorial_cnn", "tutorial_mlp"], "model.network"),
+    **dict.fromkeys(
+        ["ARCHITECTURES", "Network", "cnn", "mlp", "resnet", "tutorial_cnn", "tutorial_mlp"], "model.network"
+    ),
     **dict.fromkeys(
         [
             "AlphaBeta",

@@ -66,11 +66,11 @@ def _merge_batchnorm(graph: Graph) -> Graph:
             renamed[node.name] = layer.name
     if not merged:
         return graph
-    nodes = []
+    nodes = []  # each merged layer moves to its BatchNorm's place, where all the inputs it now reads exist
     for node in graph.nodes:
-        if node.name in renamed:
+        if node.name in merged:
             continue
-        node = merged.get(node.name, node)
+        node = merged[renamed[node.name]] if node.name in renamed else node
         nodes.append(dataclasses.replace(node, inputs=tuple(renamed.get(i, i) for i in node.inputs)))
     return Graph(tuple(nodes), graph.input, renamed.get(graph.output, graph.output))
 

@@ -86,9 +86,10 @@ def _check_weights(net: Network, tensors: dict[str, torch.Tensor], file: Path) -
         want = expected[name]
         if tensor.shape != want.shape:
             raise ModelFileError(f"{file}: {name} has shape {tuple(tensor.shape)}, the spec needs {tuple(want.shape)}")
-        if not tensor.is_floating_point():
-            raise ModelFileError(f"{file}: {name} has dtype {tensor.dtype}, expected a floating point dtype")
-        if not torch.isfinite(tensor).all():
+        if tensor.is_floating_point() != want.is_floating_point():
+            kind = "a floating point dtype" if want.is_floating_point() else f"{want.dtype} (a counter)"
+            raise ModelFileError(f"{file}: {name} has dtype {tensor.dtype}, expected {kind}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ModelFileError(f"{file}: {name} contains NaN or Inf")
 
 
@@ -111,7 +112,7 @@ def load(path: str | Path) -> Network:
         raise ModelFileError(f"{weights_file}: this is {foreign}, not safetensors; lrpkit never unpickles")
     tensors = _read_weights(weights_file)
     _check_weights(net, tensors, weights_file)
-    dtypes = {t.dtype for t in tensors.values()}
+    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
     net = net.to(dtypes.pop()) if len(dtypes) == 1 else net
     net.load_state_dict(tensors)
     net.metadata = dict(spec.get("metadata") or {})

@@ -237,13 +237,106 @@ class Dropout(LayerSpec):
         return nn.Dropout(self.p)
 
 
+@dataclass(frozen=True)
+class BatchNorm(LayerSpec):
+    """Batch normalisation over the channels (``BatchNorm2d`` for images, ``BatchNorm1d`` for vectors).
+
+    Explaining merges it into the Linear/Conv right before it, or passes relevance through it elsewhere.
+    """
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+
+
+class ResidualModule(nn.Module):
+    """``body(x) + shortcut(x)`` (the shortcut: the identity, or e.g. a strided 1x1 conv)."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+@dataclass(frozen=True)
+class Residual(LayerSpec):
+    """A residual block: ``body(x) + shortcut(x)``, each a sequence of layer specs (``shortcut=None``: the
+    input itself). Put a ``ReLU()`` after it for ResNet's basic block."""
+
+    body: tuple[LayerSpec, ...]
+    shortcut: tuple[LayerSpec, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body", _specs(self.body, "body"))
+        if self.shortcut is not None:
+            object.__setattr__(self, "shortcut", _specs(self.shortcut, "shortcut"))
+        if not self.body:
+            raise SpecError("Residual: the body needs at least one layer")
+
+    def output_shape(self, shape: Shape) -> Shape:
+        out = _chain_shape(self.body, shape, "body")
+        other = _chain_shape(self.shortcut, shape, "shortcut") if self.shortcut else shape
+        if out != other:
+            raise SpecError(f"Residual: the body outputs {out} but the shortcut {other}; give a shortcut that matches")
+        return out
+
+    def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
+        body = _chain(self.body, shape, bounds)
+        return ResidualModule(body, _chain(self.shortcut, shape, bounds) if self.shortcut else nn.Identity())
+
+    def to_dict(self) -> dict[str, Any]:
+        shortcut = [s.to_dict() for s in self.shortcut] if self.shortcut is not None else None
+        return {"type": "Residual", "body": [s.to_dict() for s in self.body], "shortcut": shortcut}
+
+
+def _specs(value: Any, name: str) -> tuple[LayerSpec, ...]:
+    """A sequence of layer specs (objects or their dicts) as a tuple of specs."""
+    if isinstance(value, (LayerSpec, dict)) or not isinstance(value, (list, tuple)):
+        raise SpecError(f"Residual: {name} must be a list of layer specs, got {value!r}")
+    return tuple(s if isinstance(s, LayerSpec) else layer_from_dict(s, k) for k, s in enumerate(value))
+
+
+def _chain_shape(specs: tuple[LayerSpec, ...], shape: Shape, name: str) -> Shape:
+    for k, spec in enumerate(specs):
+        if isinstance(spec, (Format, NoFormat)):
+            raise SpecError(f"Residual {name}: {type(spec).__name__} is only allowed as a network's first layer")
+        try:
+            shape = spec.output_shape(shape)
+        except SpecError as err:
+            raise SpecError(f"Residual {name} layer {k}: {err} (input shape {shape})") from None
+    return shape
+
+
+def _chain(specs: tuple[LayerSpec, ...], shape: Shape, bounds: Bounds) -> nn.Sequential:
+    modules = []
+    for spec in specs:
+        modules.append(spec.build(shape, bounds))
+        shape = spec.output_shape(shape)
+    return nn.Sequential(*modules)
+
+
 # Names users of the classic LRP toolboxes know; the engine picks the first-layer rule by position.
 FirstLinear = NextLinear = Linear
 FirstConvolution = NextConvolution = FirstConvolutional = NextConvolutional = Conv
 
 LAYER_TYPES: dict[str, type[LayerSpec]] = {
     cls.__name__: cls
-    for cls in (Format, NoFormat, Linear, Conv, ReLU, SumPool, AvgPool, MaxPool, Flatten, Pad, Dropout)
+    for cls in (
+        Format,
+        NoFormat,
+        Linear,
+        Conv,
+        ReLU,
+        SumPool,
+        AvgPool,
+        MaxPool,
+        Flatten,
+        Pad,
+        Dropout,
+        BatchNorm,
+        Residual,
+    )
 }
 ALIASES = {
     "FirstLinear": "Linear",

@@ -280,4 +280,20 @@ def tutorial_cnn(**kwargs: Any) -> Network:
     return Network(layers, **kwargs)
 
 
-ARCHITECTURES = {"mlp": mlp, "cnn": cnn, "tutorial_mlp": tutorial_mlp, "tutorial_cnn": tutorial_cnn}
+def resnet(**kwargs: Any) -> Network:
+    """A small ResNet for MNIST: a 5x5 conv stem with BatchNorm and sum pooling, a basic block at 16 channels,
+    a strided one at 32 with a 1x1 projection shortcut, global average pooling, Linear 10.
+
+    28x28 -> 24x24x16 -> 12x12x16 -> (block) 12x12x16 -> (block, stride 2) 6x6x32 -> 32 -> 10.
+    """
+
+    def block(channels: int, stride: int = 1) -> list[L.LayerSpec]:
+        body = (L.Conv(channels, 3, stride, 1), L.BatchNorm(), L.ReLU(), L.Conv(channels, 3, 1, 1), L.BatchNorm())
+        shortcut = (L.Conv(channels, 1, stride), L.BatchNorm()) if stride > 1 else None
+        return [L.Residual(body, shortcut), L.ReLU()]
+
+    layers = [L.Format(), L.Conv(16, 5), L.BatchNorm(), L.ReLU(), L.SumPool(), *block(16), *block(32, 2)]
+    return Network([*layers, L.AvgPool(6, 6), L.Linear(10)], **kwargs)
+
+
+ARCHITECTURES = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "tutorial_mlp": tutorial_mlp, "tutorial_cnn": tutorial_cnn}

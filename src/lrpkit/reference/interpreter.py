@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from ..composites import resolve
+from ..engine.canonize import canonize
 from ..engine.graph import SOURCES, Graph
 from ..errors import InputError, SpecError
 from ..rules import Proportional, Rule, Winner, ZBox
@@ -27,15 +29,22 @@ MAXPOOL_MODES = {"winner": Winner(), "proportional": Proportional()}
 
 @dataclass(frozen=True, eq=False)
 class ReferenceGraph:
-    """A graph with the values of its constants (NumPy arrays by node name)."""
+    """A graph with the values of its constants (NumPy arrays by node name).
+
+    Relevance runs on the canonical graph (BatchNorms merged where the engine merges them: which node merges is
+    shared with the engine, the merging itself is this package's own NumPy code)."""
 
     graph: Graph
     constants: Mapping[str, Any]
 
-    def values(self, x: Array) -> dict[str, Array]:
-        """Every node's value for input ``x`` (in ``x``'s dtype)."""
+    @cached_property
+    def canonical(self) -> Graph:
+        return canonize(self.graph)
+
+    def values(self, x: Array, graph: Graph | None = None) -> dict[str, Array]:
+        """Every node's value for input ``x`` (in ``x``'s dtype), on ``graph`` (default: the graph as given)."""
         values: dict[str, Any] = {}
-        for node in self.graph.nodes:
+        for node in (graph or self.graph).nodes:
             if node.op == "input":
                 values[node.name] = x
             elif node.op == "constant" or node.name not in self.graph.signals:
@@ -62,9 +71,9 @@ class ReferenceGraph:
         """Relevance at the output of every node it reaches (the input first); ``"all"``: ``(N, C, ...)``."""
         if maxpool not in MAXPOOL_MODES:
             raise SpecError(f"maxpool must be one of {tuple(MAXPOOL_MODES)}, got {maxpool!r}")
-        graph = self.graph
+        graph = self.canonical
         plan = resolve(method, graph.relevant, graph.first, layers, {"max_pool": MAXPOOL_MODES[maxpool]})
-        values = self.values(x)
+        values = self.values(x, graph)
         output = values[graph.output]
         top = np.maximum(output, 0) if plan.rectify else output
         carried = self._carry(values, bounds) if bounds is not None else {}
@@ -72,11 +81,18 @@ class ReferenceGraph:
             classes = output.shape[1]
             runs = [self._walk(values, top * one_hot(np.full(len(top), c), classes, top.dtype), plan.rules, carried)
                     for c in range(classes)]  # fmt: skip
-            return {name: np.stack([run[name] for run in runs], axis=1) for name in runs[0]}
-        return self._walk(values, top * class_filter(target, output), plan.rules, carried)
+            return self._merged_names({name: np.stack([run[name] for run in runs], axis=1) for name in runs[0]})
+        return self._merged_names(self._walk(values, top * class_filter(target, output), plan.rules, carried))
+
+    def _merged_names(self, found: dict[str, Array]) -> dict[str, Array]:
+        """Relevance also under the names of merged BatchNorms (the layer they were merged into)."""
+        for node in self.graph.nodes:
+            if node.op == "batch_norm" and node.name not in self.canonical.by_name and node.inputs[0] in found:
+                found[node.name] = found[node.inputs[0]]
+        return found
 
     def _walk(self, values: dict, R_top: Array, rules: Mapping[str, Rule], carried: dict) -> dict[str, Array]:
-        graph = self.graph
+        graph = self.canonical
         pending, found = {graph.output: R_top}, {}
         for node in reversed(graph.relevant):
             R = pending.pop(node.name, None)
@@ -100,7 +116,7 @@ class ReferenceGraph:
 
     def _carry(self, values: dict, bounds: Any) -> dict[str, tuple[Array, Array]]:
         """The input's bounds mapped node by node (forward on both, sorted) up to each first Linear-type node."""
-        graph, x = self.graph, values[self.graph.input]
+        graph, x = self.canonical, values[self.canonical.input]
         reach = {graph.input: (_bound(bounds[0], x, "low"), _bound(bounds[1], x, "high"))}
         found = {}
         for node in graph.nodes:

@@ -99,7 +99,9 @@ ALIASES = {"FirstLinear": "Linear", "NextLinear": "Linear"} | dict.fromkeys(
 )
 POOLS = ("SumPool", "AvgPool", "MaxPool")
 IMAGE_LAYERS = ("Pad", "Conv", *POOLS)
-KNOWN = ("Format", "NoFormat", "Dropout", "ReLU", "Flatten", "Linear", *IMAGE_LAYERS)
+KNOWN = ("Format", "NoFormat", "Dropout", "ReLU", "Flatten", "Linear", "BatchNorm", "Residual", *IMAGE_LAYERS)
+BATCHNORM_EPS = 1e-5
+"""torch's default, which lrpkit's BatchNorm spec keeps."""
 
 
 class _Builder:
@@ -118,14 +120,8 @@ class _Builder:
     def build(self) -> ReferenceNetwork:
         layers, entering = [], []
         for i, entry in enumerate(self.spec["layers"]):
-            kind, params = _parse(entry, i)
             entering.append(self.tail)
-            try:
-                layers.append(self._layer(kind, params, i))
-            except (KeyError, TypeError, ValueError) as err:
-                if isinstance(err, SpecError):
-                    raise
-                raise SpecError(f"layer {i} ({kind}): bad or missing parameter: {err!r}") from None
+            layers.append(self._entry(entry, f"body.{i}", f"layer {i}"))
         classes = int(self.spec.get("classes", 10))
         if self.shape != (classes,):
             raise SpecError(f"the last layer outputs shape {self.shape}, expected ({classes},) logits")
@@ -133,97 +129,137 @@ class _Builder:
         twin = ReferenceGraph(graph, self.constants)
         return ReferenceNetwork(twin, tuple(layers), (*entering, self.tail), self.input_shape, classes, self.bounds)
 
+    def _entry(self, entry: Any, path: str, where: str) -> Any:
+        kind, params = _parse(entry, where)
+        try:
+            return self._layer(kind, params, path, where)
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, SpecError):
+                raise
+            raise SpecError(f"{where} ({kind}): bad or missing parameter: {err!r}") from None
+
     def _add(
-        self, i: int, op: str, inputs: tuple[str | None, ...] = (), out: Shape | None = None, **params: Any
+        self, path: str, op: str, inputs: tuple[str | None, ...] = (), out: Shape | None = None, **params: Any
     ) -> None:
-        """A node of layer ``i`` reading the current tail (and ``inputs``); ``out``: its per-sample shape."""
-        name = f"body.{i}.{op}_{len(self.nodes)}"
-        self.nodes.append(Node(name, op, (self.tail, *inputs), params, module=f"body.{i}"))
+        """A node of the layer at ``path`` reading the current tail (and ``inputs``); ``out``: its per-sample shape."""
+        name = f"{path}.{op}_{len(self.nodes)}"
+        self.nodes.append(Node(name, op, (self.tail, *inputs), params, module=path))
         self.tail, self.shape = name, out if out is not None else self.shape
 
-    def _flatten(self, i: int) -> None:
-        self._add(i, "reshape", out=(math.prod(self.shape),), shape=(-1, math.prod(self.shape)))
+    def _flatten(self, path: str) -> None:
+        self._add(path, "reshape", out=(math.prod(self.shape),), shape=(-1, math.prod(self.shape)))
 
     def _constant(self, name: str, value: Array) -> str:
         self.nodes.append(Node(name, "constant"))
         self.constants[name] = value
         return name
 
-    def _layer(self, kind: str, p: dict[str, Any], i: int) -> Any:
+    def _layer(self, kind: str, p: dict[str, Any], path: str, where: str) -> Any:
         """The nodes of one layer; returns how reports name it."""
         if kind == "Format":
             low, high = float(p.get("low", -1.0)), float(p.get("high", 1.0))
-            self._add(i, "mul", other=high - low)
-            self._add(i, "add", scales=(1.0,), other=low)
+            self._add(path, "mul", other=high - low)
+            self._add(path, "add", scales=(1.0,), other=low)
             return Described(f"Format(low={low}, high={high})")
         if kind in ("NoFormat", "Dropout"):
             return Described("Identity()")
         if kind == "ReLU":
-            self._add(i, "activation", fn="relu")
+            self._add(path, "activation", fn="relu")
             return Described("ReLU()")
         if kind == "Flatten":
-            self._flatten(i)
+            self._flatten(path)
             return Described("Flatten()")
         if kind == "Linear":
-            return self._linear(i, int(p["units"]))
+            return self._linear(path, int(p["units"]), where)
+        if kind == "BatchNorm":
+            return self._batch_norm(path, where)
+        if kind == "Residual":
+            return self._residual(p, path, where)
         if kind not in IMAGE_LAYERS:
-            raise SpecError(f"layer {i}: the NumPy reference has no layer type {kind!r}; known: {', '.join(KNOWN)}")
+            raise SpecError(f"{where}: the NumPy reference has no layer type {kind!r}; known: {', '.join(KNOWN)}")
         if len(self.shape) != 3:
-            raise SpecError(f"layer {i} ({kind}) needs an image input (C, H, W), got shape {self.shape}")
+            raise SpecError(f"{where} ({kind}) needs an image input (C, H, W), got shape {self.shape}")
         if kind == "Pad":
             pixels, value = int(p["pixels"]), p.get("value")
             value = self.bounds[0] if value is None else float(value)
             c, h, w = self.shape
-            self._add(i, "pad", out=(c, h + 2 * pixels, w + 2 * pixels), pad=(pixels,) * 4, value=value)
+            self._add(path, "pad", out=(c, h + 2 * pixels, w + 2 * pixels), pad=(pixels,) * 4, value=value)
             return Described(f"Pad(pixels={pixels}, value={value})")
         if kind == "Conv":
-            return self._conv(i, int(p["out_channels"]), int(p["kernel_size"]), int(p.get("stride", 1)),
-                              int(p.get("padding", 0)))  # fmt: skip
-        return self._pool(i, kind, int(p.get("kernel", 2)), int(p.get("stride", 2)))
+            geometry = (
+                int(p["out_channels"]),
+                int(p["kernel_size"]),
+                int(p.get("stride", 1)),
+                int(p.get("padding", 0)),
+            )
+            return self._conv(path, *geometry, where)
+        return self._pool(path, kind, int(p.get("kernel", 2)), int(p.get("stride", 2)))
 
-    def _linear(self, i: int, units: int) -> Linear:
-        w, b = self._weights(i, (units, math.prod(self.shape)))
-        self._flatten(i)
-        self._add(i, "linear", (self._constant(f"body.{i}.weight", w), self._constant(f"body.{i}.bias", b)), (units,))
+    def _linear(self, path: str, units: int, where: str) -> Linear:
+        w, b = self._weights(path, (units, math.prod(self.shape)), where)
+        self._flatten(path)
+        inputs = (self._constant(f"{path}.weight", w), self._constant(f"{path}.bias", b))
+        self._add(path, "linear", inputs, (units,))
         return Linear(w, b)
 
-    def _conv(self, i: int, out: int, k: int, stride: int, pad: int) -> Conv:
+    def _conv(self, path: str, out: int, k: int, stride: int, pad: int, where: str) -> Conv:
         c, h, w = self.shape
-        weight, bias = self._weights(i, (out, c, k, k))
+        weight, bias = self._weights(path, (out, c, k, k), where)
         size = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
-        inputs = (self._constant(f"body.{i}.weight", weight), self._constant(f"body.{i}.bias", bias))
-        self._add(i, "conv", inputs, (out, *size), stride=(stride,) * 2, padding=(pad,) * 2, dilation=(1, 1),
+        inputs = (self._constant(f"{path}.weight", weight), self._constant(f"{path}.bias", bias))
+        self._add(path, "conv", inputs, (out, *size), stride=(stride,) * 2, padding=(pad,) * 2, dilation=(1, 1),
                   groups=1, transposed=False, output_padding=(0, 0))  # fmt: skip
         return Conv(weight, bias, (stride,) * 2, (pad,) * 2, (h, w))
 
-    def _pool(self, i: int, kind: str, k: int, stride: int) -> Described:
+    def _batch_norm(self, path: str, where: str) -> Described:
+        names = ("weight", "bias", "running_mean", "running_var")
+        inputs = tuple(
+            self._constant(f"{path}.{n}", self._tensor(f"{path}.{n}", (self.shape[0],), where)) for n in names
+        )
+        self._add(path, "batch_norm", inputs, eps=BATCHNORM_EPS)
+        return Described("BatchNorm()")
+
+    def _residual(self, p: dict[str, Any], path: str, where: str) -> Described:
+        entering = self.tail, self.shape
+        for k, entry in enumerate(p["body"]):
+            self._entry(entry, f"{path}.body.{k}", f"{where} body layer {k}")
+        body, shape = self.tail, self.shape
+        self.tail, self.shape = entering
+        for k, entry in enumerate(p.get("shortcut") or ()):
+            self._entry(entry, f"{path}.shortcut.{k}", f"{where} shortcut layer {k}")
+        if self.shape != shape:
+            raise SpecError(f"{where} (Residual): the body outputs {shape} but the shortcut {self.shape}")
+        self._add(path, "add", (body,), shape, scales=(1.0, 1.0), other=0.0)
+        return Described(f"Residual(body={len(p['body'])} layers, shortcut={len(p.get('shortcut') or ())} layers)")
+
+    def _pool(self, path: str, kind: str, k: int, stride: int) -> Described:
         c, h, w = self.shape
         size = (c, (h - k) // stride + 1, (w - k) // stride + 1)
         window = {"kernel_size": (k, k), "stride": (stride, stride), "padding": (0, 0), "ceil_mode": False}
         if kind == "MaxPool":
-            self._add(i, "max_pool", out=size, dilation=(1, 1), **window)
+            self._add(path, "max_pool", out=size, dilation=(1, 1), **window)
         else:
             divisor = k if kind == "SumPool" else None  # sum pooling: the sum of each window / kernel
-            self._add(i, "avg_pool", out=size, count_include_pad=True, divisor_override=divisor, **window)
+            self._add(path, "avg_pool", out=size, count_include_pad=True, divisor_override=divisor, **window)
         return Described(f"{kind}(kernel={k}, stride={stride})")
 
-    def _weights(self, i: int, shape: Shape) -> tuple[Array, Array]:
-        """``body.{i}.weight`` (of ``shape``) and ``body.{i}.bias`` (of ``shape[0]``) as NumPy arrays."""
-        out = []
-        for name, expected in ((f"body.{i}.weight", shape), (f"body.{i}.bias", shape[:1])):
-            if name not in self.weights:
-                have = ", ".join(sorted(self.weights)) or "none"
-                raise SpecError(f"layer {i}: weight {name!r} is missing (have: {have})")
-            value = np.asarray(self.weights[name])
-            if value.shape != expected:
-                raise SpecError(f"layer {i}: {name!r} has shape {value.shape}, expected {expected}")
-            out.append(value)
-        return out[0], out[1]
+    def _weights(self, path: str, shape: Shape, where: str) -> tuple[Array, Array]:
+        """``{path}.weight`` (of ``shape``) and ``{path}.bias`` (of ``shape[0]``) as NumPy arrays."""
+        return self._tensor(f"{path}.weight", shape, where), self._tensor(f"{path}.bias", shape[:1], where)
+
+    def _tensor(self, name: str, expected: Shape, where: str) -> Array:
+        if name not in self.weights:
+            have = ", ".join(sorted(self.weights)) or "none"
+            raise SpecError(f"{where}: weight {name!r} is missing (have: {have})")
+        value = np.asarray(self.weights[name])
+        if value.shape != expected:
+            raise SpecError(f"{where}: {name!r} has shape {value.shape}, expected {expected}")
+        return value
 
 
-def _parse(entry: Any, i: int) -> tuple[str, dict[str, Any]]:
+def _parse(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("type"), str):
-        raise SpecError(f"layer {i}: expected an object with a 'type' key, got {entry!r}")
+        raise SpecError(f"{where}: expected an object with a 'type' key, got {entry!r}")
     params = {k: v for k, v in entry.items() if k != "type"}
     return ALIASES.get(entry["type"], entry["type"]), params
 

@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[data,analysis,test]"
+	$(PY) -m pip install -q -e ".[data,analysis,dataset,ray,test]"
 	touch $(STAMP)
 
 install: $(STAMP)

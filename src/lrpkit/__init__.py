@@ -21,6 +21,7 @@ from .errors import (  # noqa: F401 (re-exported)
     MissingExtraError,
     ModelFileError,
     SpecError,
+    StoreError,
     TargetError,
 )
 
@@ -81,6 +82,7 @@ _EXPORTS = {
     **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
     **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
     "heatmap": "pictures.colormaps",
+    **dict.fromkeys(["explain_dataset", "open_store"], "jobs"),
     "spray": "analysis.spray",
     **dict.fromkeys(["export_tutorial", "load_tutorial"], "model.tutorial"),
     **dict.fromkeys(["MismatchError", "ReferenceNetwork"], "reference"),
@@ -116,7 +118,16 @@ _ALIASES = {
 }
 """Short names kept from before the package was split into layers: ``lrpkit.data`` is ``lrpkit.model.data``."""
 
-_ERRORS = ["DataError", "InputError", "LrpkitError", "MissingExtraError", "ModelFileError", "SpecError", "TargetError"]
+_ERRORS = [
+    "DataError",
+    "InputError",
+    "LrpkitError",
+    "MissingExtraError",
+    "ModelFileError",
+    "SpecError",
+    "StoreError",
+    "TargetError",
+]
 __all__ = sorted([*_EXPORTS, *_ERRORS, "__version__"])
 
 

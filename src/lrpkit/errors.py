@@ -27,3 +27,7 @@ class ModelFileError(LrpkitError, ValueError):
 
 class MissingExtraError(LrpkitError, ImportError):
     """An optional dependency is not installed."""
+
+
+class StoreError(LrpkitError, ValueError):
+    """A dataset store that is missing, foreign, made by another run, or could not be written."""

@@ -16,7 +16,7 @@ from ..errors import LrpkitError
 Command = tuple[Callable[[Any], None], Callable[[argparse.Namespace], None]]
 
 
-GROUPS = ("model", "explain", "spray")
+GROUPS = ("model", "explain", "dataset", "spray")
 """The modules of this package that define commands, in the order ``lrpkit --help`` lists them."""
 
 

@@ -63,10 +63,14 @@ def run_on_ray(
     """Explains the chunks ``todo`` with ``workers`` Ray workers of ``threads`` torch threads each."""
     ray = require_ray()
     started = _connect(ray, address, workers, threads)
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # Ray Data's notes on its own progress bars and plans; failures still raise
     try:
         if todo:
             _execute(ray, job, model, todo, store, workers, threads, progress)
     finally:
+        logger.setLevel(level)
         if started:
             ray.shutdown()
 
@@ -90,8 +94,7 @@ def _execute(
     gpu = resources.get("GPU", 0) > 0
     workers = workers or max(1, int(resources.get("GPU" if gpu else "CPU", 1) // (1 if gpu else threads)))
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
+    context.enable_progress_bars = False  # ours counts images/s
     chunks = ray.data.from_items([{"chunk": c} for c in todo], override_num_blocks=len(todo))
     explained = chunks.map_batches(
         ChunkActor, fn_constructor_kwargs={"job": job, "model": model, "threads": threads, "gpu": gpu},

@@ -321,4 +321,33 @@ def test_cli_workers_without_ray_names_the_extra(tmp_path, capsys, net, monkeypa
 
 def test_public_names():
     assert lrpkit.explain_dataset is explain_dataset and lrpkit.open_store is open_store
-    assert os.fspath(Path("x")) == "x"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 KiB tmpfs at ``tmp_path / "disk"`` (root only; skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_really_full_disk_leaves_a_valid_store_that_resumes(tmp_path, small_disk, data, net):
+    x, labels = data
+    kwargs = {"batch_size": CHUNK, "compression": "none", "source_options": {"labels": labels}}
+    with pytest.raises(StoreError, match=r"the disk is full while writing chunk \d+ \(No space left on device\)"):
+        explain_dataset(net, x, small_disk / "s", **kwargs)
+    partial = open_store(small_disk / "s")
+    done = partial.finished
+    assert 1 <= done.sum() < len(done)
+    assert not [f for f in (small_disk / "s").rglob("*") if f.name.endswith(".tmp") or ".partial" in f.name]
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
+    resumed = explain_dataset(net, x, small_disk / "s", **kwargs)
+    whole = explain_dataset(net, x, tmp_path / "whole", **kwargs)
+    for name in ("relevance", "logits", "prediction", "label", "index"):
+        np.testing.assert_array_equal(getattr(resumed, name)[:], getattr(whole, name)[:])

@@ -6,6 +6,7 @@ resumes without recomputing a finished chunk, and losing a node mid-run still co
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -63,9 +64,13 @@ def assert_same(store, reference):
 
 
 def test_ray_store_is_bit_identical_to_in_process(cluster, data, reference, tmp_path):
+    from safetensors.torch import save_file
+
     x, labels = data
-    store = explain_dataset(tiny_cnn(), x, tmp_path / "s", batch_size=CHUNK, workers=2,
-                            source_options={"labels": labels})  # fmt: skip
+    save_file(tiny_cnn().state_dict(), str(tmp_path / "weights.safetensors"))
+    factory = functools.partial(tiny_cnn, seed=5)  # other initial weights: the weights file must be loaded
+    store = explain_dataset(factory, x, tmp_path / "s", weights=str(tmp_path / "weights.safetensors"),
+                            batch_size=CHUNK, workers=2, source_options={"labels": labels})  # fmt: skip
     assert_same(store, reference)
     assert store.attrs == reference.attrs
 

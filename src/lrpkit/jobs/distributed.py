@@ -62,13 +62,14 @@ def run_on_ray(
 ) -> None:  # fmt: skip
     """Explains the chunks ``todo`` with ``workers`` Ray workers of ``threads`` torch threads each."""
     ray = require_ray()
+    if not todo:
+        return
     started = _connect(ray, address, workers, threads)
     logger = logging.getLogger("ray.data")
     level = logger.level
     logger.setLevel(logging.ERROR)  # Ray Data's notes on its own progress bars and plans; failures still raise
     try:
-        if todo:
-            _execute(ray, job, model, todo, store, workers, threads, progress)
+        _execute(ray, job, model, todo, store, workers, threads, progress)
     finally:
         logger.setLevel(level)
         if started:
@@ -99,7 +100,7 @@ def _execute(
     explained = chunks.map_batches(
         ChunkActor, fn_constructor_kwargs={"job": job, "model": model, "threads": threads, "gpu": gpu},
         batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
-        num_cpus=0 if gpu else threads, num_gpus=1 if gpu else 0,
+        num_cpus=threads, num_gpus=1 if gpu else 0,
     )  # fmt: skip
     with progress_bar(store, progress) as bar:
         for batch in explained.iter_batches(batch_size=None, batch_format="numpy"):

@@ -35,7 +35,7 @@ class Source:
 
     kind = "source"
     classes: list[str] | None = None
-    skipped: list[dict[str, Any]] = []  # noqa: RUF012 (read-only default: sources that skip set their own)
+    skipped: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()  # unreadable samples left out
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -137,11 +137,11 @@ class FileArraySource(ArraySource):
         return self._opened
 
     @property
-    def x(self) -> Any:  # type: ignore[override]
+    def x(self) -> Any:
         return self._open()[0]
 
     @property
-    def labels(self) -> np.ndarray | None:  # type: ignore[override]
+    def labels(self) -> np.ndarray | None:
         return self._open()[1]
 
     def where(self) -> dict[str, Any]:
@@ -203,11 +203,11 @@ class MnistSource(ArraySource):
         return self._data
 
     @property
-    def x(self) -> Any:  # type: ignore[override]
+    def x(self) -> Any:
         return self._load().images.numpy()
 
     @property
-    def labels(self) -> np.ndarray:  # type: ignore[override]
+    def labels(self) -> np.ndarray:
         return self._load().labels.numpy()
 
     def where(self) -> dict[str, Any]:

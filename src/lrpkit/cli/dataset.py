@@ -22,7 +22,7 @@ def add_explain_dataset(sub: Any) -> None:
     p.add_argument("--address", help="the Ray cluster to join: auto or HOST:PORT")
     p.add_argument("--threads", type=int, help="torch threads (in-process: default all; per Ray worker: default 1)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="relevance dtype in the store")
-    p.add_argument("--compression", choices=["zstd", "none"], default="zstd")
+    p.add_argument("--compression", choices=["zstd", "none"], default="zstd", help="zstd (byte-shuffled) or none")
     p.add_argument("--split", choices=["test", "train"], default="test", help="MNIST split (default: test)")
     p.add_argument("--labels", metavar="FILE", help="labels (.npy or zarr, N ints) for a .npy or zarr source")
     p.add_argument("--image-size", type=int, nargs="+", metavar="PIXELS", help="resize images to H W (or one size)")

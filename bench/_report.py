@@ -87,13 +87,17 @@ def _rank(name: str) -> tuple:
 
 
 def update_section(name: str, text: str, path: Path = RESULTS) -> Path:
-    """Replaces (or adds) section ``name`` of ``path`` with ``text``, keeping the sections in order; atomic write."""
+    """Replaces (or adds) section ``name`` of ``path`` with ``text``, keeping the sections in order and any notes
+    written after a section (they stay after it); atomic write."""
     old = path.read_text() if path.exists() else TITLE
     found = list(SECTION.finditer(old))
     head = old[: found[0].start()] if found else old
+    ends = [m.start() for m in found[1:]] + [len(old)]
+    notes = {m["name"]: old[m.end() : end].strip() for m, end in zip(found, ends, strict=True)}  # text after a section
     blocks = {m["name"]: m[0] for m in found}
     blocks[name] = f"<!-- {name}:begin -->\n{text.rstrip()}\n<!-- {name}:end -->"
-    new = head.rstrip() + "\n\n" + "\n\n".join(blocks[key] for key in sorted(blocks, key=_rank)) + "\n"
+    ordered = [blocks[key] + (f"\n\n{notes[key]}" if notes.get(key) else "") for key in sorted(blocks, key=_rank)]
+    new = head.rstrip() + "\n\n" + "\n\n".join(ordered) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".md")
     with os.fdopen(fd, "w") as f:
         f.write(new)

@@ -17,7 +17,7 @@ import torch
 import lrpkit
 from dataset_helpers import LoggedDataset, computations, tiny_cnn
 from lrpkit.cli.main import main
-from lrpkit.errors import DataError, StoreError, TargetError
+from lrpkit.errors import DataError, SpecError, StoreError, TargetError
 from lrpkit.jobs import explain_dataset, export_h5, open_store
 from lrpkit.jobs.store import Store
 
@@ -71,6 +71,10 @@ def test_true_target_needs_labels(tmp_path, data, net):
     assert not (tmp_path / "s").exists()  # refused before anything was written
     with pytest.raises(TargetError, match="target must be one of"):
         explain_dataset(net, data[0], tmp_path / "s", target="most")
+    with pytest.raises(SpecError, match="dtype must be one of float32, float16, got 'float64'"):
+        explain_dataset(net, data[0], tmp_path / "s", dtype="float64")
+    with pytest.raises(SpecError, match="batch_size must be a positive int, got 0"):
+        explain_dataset(net, data[0], tmp_path / "s", batch_size=0)
 
 
 def test_source_that_does_not_fit_the_model_is_refused_before_writing(tmp_path, net):
@@ -241,11 +245,12 @@ def test_float16_overflow_is_refused(tmp_path):
 
 
 def test_user_model_is_left_as_it_was(tmp_path, data):
-    model = tiny_cnn().train()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.BatchNorm1d(10)).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    explain_dataset(model, data[0][:8], tmp_path / "s", target="pred", batch_size=4)
-    assert model.training
+    store = explain_dataset(model, data[0][:8], tmp_path / "s", target="pred", batch_size=4)
+    assert model.training  # and the BatchNorm statistics were not updated by a forward pass in training mode
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    np.testing.assert_array_equal(store.logits[:], model.eval()(torch.from_numpy(data[0][:8])).detach().numpy())
 
 
 def test_plain_sequential_and_a_saved_model(tmp_path, data, net):

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, TargetError
+from ..errors import DataError, SpecError, TargetError
 from .fingerprint import as_data, model_fingerprint
 from .sources import Source, open_source
-from .store import Layout, Store, prepare_store
-from .work import TARGETS, ChunkWriter, Job, explain_batch, recipe
+from .store import COMPRESSIONS, DTYPES, Layout, Store, prepare_store
+from .work import TARGETS, ChunkWriter, Job, explain_batch, ready, recipe
 
 DEFAULT_METHOD = "epsilon_plus"
 DEFAULT_CHUNK = 256
@@ -49,12 +49,10 @@ def explain_dataset(
     workers, or the cluster at ``address``); ``threads``: torch threads in-process (default: as set) or per Ray
     worker (default 1). ``options`` go to :func:`lrpkit.lrp` (``bounds``, ``maxpool``).
     """
-    _check_target(target)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise DataError(f"batch_size must be a positive int, got {batch_size!r}")
+    _check_settings(target, batch_size, dtype, compression)
     source = open_source(data, **(source_options or {}))
     recipe_ = recipe(model, weights)
-    driver_model = model if isinstance(model, nn.Module) else recipe_.build()
+    driver_model = ready(model if isinstance(model, nn.Module) and weights is None else recipe_.build(), "cpu")
     layout, attrs = _plan(driver_model, source, method, target, batch_size, options, dtype, compression)
     store = prepare_store(out, layout, attrs)
     job = Job(str(Path(out).resolve()), source, method, target, attrs["model"], options)
@@ -69,7 +67,13 @@ def explain_dataset(
     return store
 
 
-def _check_target(target: Any) -> None:
+def _check_settings(target: Any, batch_size: Any, dtype: Any, compression: Any) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise SpecError(f"batch_size must be a positive int, got {batch_size!r}")
+    if dtype not in DTYPES:
+        raise SpecError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if compression not in COMPRESSIONS:
+        raise SpecError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
     if isinstance(target, str) and target not in TARGETS:
         raise TargetError(f"target must be one of {', '.join(TARGETS)} or a class index, got {target!r}")
     if not isinstance(target, (str, int)) or isinstance(target, bool):

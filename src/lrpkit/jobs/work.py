@@ -92,15 +92,13 @@ def _network(spec: dict[str, Any], dtype: str) -> nn.Module:
 
 class ChunkWriter:
     """Holds the model and the open store; :meth:`run` explains one chunk unless it is already finished.
-    A model in training mode or on another device is copied first: the caller's module is never changed."""
+    A model in training mode or on another device is copied first (:func:`ready`)."""
 
     def __init__(self, job: Job, model: nn.Module, device: str = "cpu") -> None:
         self.job, self.device = job, torch.device(device)
         if model_fingerprint(model) != job.fingerprint:
             raise ModelFileError(f"{job.store}: this worker built another model than the driver (fingerprint differs)")
-        if model.training or any(p.device != self.device for p in model.parameters()):
-            model = copy.deepcopy(model).to(self.device).eval()
-        self.model = model
+        self.model = model = ready(model, self.device)
         self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
         self.store: Store = open_store(job.store, writable=True)
         self.half = self.store.attrs["dtype"] == "float16"
@@ -116,6 +114,14 @@ class ChunkWriter:
             values["relevance"] = as_float16(values["relevance"], batch, self.job.store)
         self.store.write_chunk(chunk, values)
         return rows.stop - rows.start
+
+
+def ready(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """``model`` if it is in eval mode on ``device``, else an eval copy there (the caller's module never changes)."""
+    device = torch.device(device)
+    if model.training or any(p.device != device for p in model.parameters()):
+        return copy.deepcopy(model).to(device).eval()
+    return model
 
 
 def explain_batch(

@@ -179,6 +179,18 @@ def test_losing_a_node_mid_run_still_completes(cluster, data, reference, tmp_pat
     assert_same(store, reference)
 
 
+def test_a_worker_error_reaches_the_driver_as_the_same_error(cluster, data, tmp_path):
+    from lrpkit.errors import DataError
+
+    x, labels = data
+    unlabelled = labels.copy()
+    unlabelled[37] = -1  # the probe (sample 0) passes; the worker of chunk 2 meets it
+    with pytest.raises(DataError, match="sample 37 has no label; target 'true' needs one"):
+        explain_dataset(tiny_cnn(), LoggedDataset(x, unlabelled, tmp_path / "log"), tmp_path / "s",
+                        batch_size=CHUNK, workers=2)  # fmt: skip
+    assert not open_store(tmp_path / "s").finished[2]
+
+
 def test_cli_workers_joins_the_cluster(cluster, tmp_path, capsys, data):
     from lrpkit.cli.main import main
 

@@ -65,13 +65,15 @@ def run_on_ray(
     if not todo:
         return
     started = _connect(ray, address, workers, threads)
-    logger = logging.getLogger("ray.data")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # Ray Data's notes on its own progress bars and plans; failures still raise
+    logger, context = logging.getLogger("ray.data"), ray.data.DataContext.get_current()
+    level, bars = logger.level, context.enable_progress_bars
+    logger.setLevel(logging.ERROR)  # Ray Data's notes on its plans and bars; failures still raise
+    context.enable_progress_bars = False  # ours counts images/s
     try:
         _execute(ray, job, model, todo, store, workers, threads, progress)
     finally:
         logger.setLevel(level)
+        context.enable_progress_bars = bars
         if started:
             ray.shutdown()
 
@@ -94,8 +96,6 @@ def _execute(
     resources = ray.cluster_resources()
     gpu = resources.get("GPU", 0) > 0
     workers = workers or max(1, int(resources.get("GPU" if gpu else "CPU", 1) // (1 if gpu else threads)))
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # ours counts images/s
     chunks = ray.data.from_items([{"chunk": c} for c in todo], override_num_blocks=len(todo))
     explained = chunks.map_batches(
         ChunkActor, fn_constructor_kwargs={"job": job, "model": model, "threads": threads, "gpu": gpu},

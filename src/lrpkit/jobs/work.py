@@ -42,7 +42,7 @@ class ModelRecipe:
     """How a worker builds the model: ``make()``, then ``weights`` (a state dict or a ``.safetensors`` file)."""
 
     make: Callable[[], nn.Module]
-    weights: Mapping[str, torch.Tensor] | str | None = None
+    weights: Mapping[str, torch.Tensor] | str | None = field(default=None, repr=False)
 
     def build(self) -> nn.Module:
         model = self.make()

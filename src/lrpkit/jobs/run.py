@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, SpecError, TargetError
+from ..errors import DataError, SpecError, StoreError, TargetError
 from .fingerprint import as_data, model_fingerprint
-from .sources import Source, open_source
-from .store import COMPRESSIONS, DTYPES, Layout, Store, prepare_store
+from .sources import Batch, Source, open_source
+from .store import COMPRESSIONS, DTYPES, Layout, Store, open_store, prepare_store
 from .work import TARGETS, ChunkWriter, Job, explain_batch, ready, recipe
 
 DEFAULT_METHOD = "epsilon_plus"
@@ -53,17 +53,21 @@ def explain_dataset(
     source = open_source(data, **(source_options or {}))
     recipe_ = recipe(model, weights)
     driver_model = ready(model if isinstance(model, nn.Module) and weights is None else recipe_.build(), "cpu")
-    layout, attrs = _plan(driver_model, source, method, target, batch_size, options, dtype, compression)
-    store = prepare_store(out, layout, attrs)
-    job = Job(str(Path(out).resolve()), source, method, target, attrs["model"], options)
-    todo = [int(c) for c in np.flatnonzero(~store.finished)]
-    if workers is None and address is None:
-        with _threads(threads):
-            _run_local(ChunkWriter(job, driver_model), todo, store, progress)
-    else:
-        from .distributed import run_on_ray
+    local = workers is None and address is None
+    with _threads(threads if local else None):
+        # in-process, the probe is the first chunk unless done (a shape the engine sees again; its result is kept)
+        keep = local and not _first_chunk_done(out)
+        first = _probe(driver_model, source, min(batch_size, len(source)) if keep else 1, method, target, options)
+        layout, attrs = _plan(driver_model, source, first[1], method, target, batch_size, options, dtype, compression)
+        store = prepare_store(out, layout, attrs)
+        job = Job(str(Path(out).resolve()), source, method, target, attrs["model"], options)
+        todo = [int(c) for c in np.flatnonzero(~store.finished)]
+        if local:
+            _run_local(ChunkWriter(job, driver_model), todo, store, progress, first if keep else None)
+            return store
+    from .distributed import run_on_ray
 
-        run_on_ray(job, recipe_, todo, store, workers, address, threads or 1, progress)
+    run_on_ray(job, recipe_, todo, store, workers, address, threads or 1, progress)
     return store
 
 
@@ -80,17 +84,29 @@ def _check_settings(target: Any, batch_size: Any, dtype: Any, compression: Any) 
         raise TargetError(f"target must be one of {', '.join(TARGETS)} or a class index, got {target!r}")
 
 
-def _plan(
-    model: nn.Module, source: Source, method: Any, target: Any, chunk: int, options: dict, dtype: str, compression: str
-) -> tuple[Layout, dict[str, Any]]:
-    """The store's layout and run attributes, from one probe sample (which also checks that the source fits
-    the model and that method and target are valid, before anything is written)."""
-    probe = source.read(0, 1)
-    parameter_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+def _first_chunk_done(out: str | Path) -> bool:
     try:
-        values = explain_batch(model, probe, target, method, options, parameter_dtype)
+        return open_store(out).is_finished(0)
+    except StoreError:
+        return False
+
+
+def _probe(model: nn.Module, source: Source, size: int, method: Any, target: Any, options: dict) -> tuple[Batch, dict]:
+    """The first ``size`` samples explained: checks that the source fits the model and that method and target are
+    valid, before anything is written."""
+    batch = source.read(0, size)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    try:
+        return batch, explain_batch(model, batch, target, method, options, dtype)
     except RuntimeError as err:
-        raise DataError(f"{source!r}: samples of shape {probe.x.shape[1:]} do not fit the model ({err})") from None
+        raise DataError(f"{source!r}: samples of shape {batch.x.shape[1:]} do not fit the model ({err})") from None
+
+
+def _plan(
+    model: nn.Module, source: Source, values: dict, method: Any, target: Any, chunk: int, options: dict, dtype: str,
+    compression: str,
+) -> tuple[Layout, dict[str, Any]]:  # fmt: skip
+    """The store's layout (from the probe's ``values``) and the attributes that identify the run."""
     layout = Layout(len(source), chunk, tuple(values["relevance"].shape[1:]), values["logits"].shape[1],
                     dtype, compression)  # fmt: skip
     attrs = {
@@ -134,7 +150,10 @@ def progress_bar(store: Store, progress: bool | None) -> Any:
     )
 
 
-def _run_local(writer: ChunkWriter, todo: list[int], store: Store, progress: bool | None) -> None:
+def _run_local(
+    writer: ChunkWriter, todo: list[int], store: Store, progress: bool | None, first: tuple[Batch, dict] | None
+) -> None:
+    """Explains the chunks ``todo`` in order; chunk 0 from ``first`` (the probe, computed the same way)."""
     with progress_bar(store, progress) as bar:
         for chunk in todo:
-            bar.update(writer.run(chunk))
+            bar.update(writer.run(chunk, first if chunk == 0 else None))

@@ -103,13 +103,17 @@ class ChunkWriter:
         self.store: Store = open_store(job.store, writable=True)
         self.half = self.store.attrs["dtype"] == "float16"
 
-    def run(self, chunk: int) -> int:
-        """Explains and writes ``chunk``; returns its number of samples, or 0 if it was already finished."""
+    def run(self, chunk: int, computed: tuple[Batch, dict[str, np.ndarray]] | None = None) -> int:
+        """Explains and writes ``chunk`` (or writes ``computed``: its batch and :func:`explain_batch` values);
+        returns its number of samples, or 0 if it was already finished."""
         if self.store.is_finished(chunk):
             return 0
         rows = self.store.rows(chunk)
-        batch = self.job.source.read(rows.start, rows.stop)
-        values = explain_batch(self.model, batch, self.job.target, self.job.method, self.job.options, self.dtype)
+        if computed is None:
+            batch = self.job.source.read(rows.start, rows.stop)
+            values = explain_batch(self.model, batch, self.job.target, self.job.method, self.job.options, self.dtype)
+        else:
+            batch, values = computed
         if self.half:
             values["relevance"] = as_float16(values["relevance"], batch, self.job.store)
         self.store.write_chunk(chunk, values)

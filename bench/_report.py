@@ -13,17 +13,24 @@ import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import torch
-
-from _peers import version
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TITLE = (
     "# lrpkit benchmark results\n\n"
     "Written by `bench/speed.py` and `bench/conformance.py` (see `bench/README.md`); each run replaces its section.\n"
 )
+
+
+def version(name: str) -> str:
+    """The installed version of distribution ``name``, or ``"not installed"``."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def cpu_model() -> str:

@@ -356,3 +356,15 @@ def test_a_really_full_disk_leaves_a_valid_store_that_resumes(tmp_path, small_di
     whole = explain_dataset(net, x, tmp_path / "whole", **kwargs)
     for name in ("relevance", "logits", "prediction", "label", "index"):
         np.testing.assert_array_equal(getattr(resumed, name)[:], getattr(whole, name)[:])
+
+
+def test_spray_reads_the_store_and_the_store_still_resumes(tmp_path, mnist_data, net):
+    pytest.importorskip("sklearn")
+    x, labels = mnist_data.test.images[:300].numpy(), mnist_data.test.labels[:300].numpy()
+    kwargs = {"batch_size": 64, "source_options": {"labels": labels}}
+    store = explain_dataset(net, x, tmp_path / "s", **kwargs)
+    found = lrpkit.spray(tmp_path / "s", classes=[0], eigenvalues=8, clusters=range(2, 4), embeddings=())
+    rows = np.flatnonzero(labels == 0)
+    np.testing.assert_array_equal(np.sort(found[0].index), rows)  # the store's index, class 0's samples
+    again = explain_dataset(net, x, tmp_path / "s", **kwargs)  # SpRAy's results inside do not upset a resume
+    np.testing.assert_array_equal(again.relevance[:], store.relevance[:])

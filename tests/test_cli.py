@@ -28,7 +28,7 @@ def test_train_info_evaluate(tmp_path, capsys):
     ("argv", "message"),
     [
         (["info", "/nonexistent/model"], "no such model directory"),
-        (["train", "--arch", "resnet", "--out", "x"], "neither an architecture"),
+        (["train", "--arch", "transformer", "--out", "x"], "neither an architecture"),
         (["train", "--out", "x", "--data", "/nonexistent"], "not a directory"),
         (["train", "--out"], "expected one argument"),
         (["frobnicate"], "invalid choice"),

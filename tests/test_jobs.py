@@ -43,7 +43,8 @@ def test_store_holds_what_the_engine_gives_chunk_by_chunk(tmp_path, data, net):
         xb = torch.from_numpy(x[rows])
         expected = lrpkit.lrp(net, xb, torch.from_numpy(labels[rows]), "epsilon_plus")
         np.testing.assert_array_equal(store.relevance[rows], expected.numpy())
-        np.testing.assert_array_equal(store.logits[rows], net(xb).detach().numpy())
+        # the logits of the engine's own forward (bias added after the bias-free product): the model's up to rounding
+        np.testing.assert_allclose(store.logits[rows], net(xb).detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(store.prediction[:], store.logits[:].argmax(1))
     np.testing.assert_array_equal(store.label[:], labels)
     np.testing.assert_array_equal(store.index[:], np.arange(N))
@@ -78,7 +79,7 @@ def test_true_target_needs_labels(tmp_path, data, net):
 
 
 def test_source_that_does_not_fit_the_model_is_refused_before_writing(tmp_path, net):
-    with pytest.raises(Exception, match=r"\(1, 5, 5\)"):
+    with pytest.raises(Exception, match=r"1, 5, 5\)"):
         explain_dataset(net, np.zeros((4, 1, 5, 5), np.float32), tmp_path / "s", target="pred")
     assert not (tmp_path / "s").exists()
 
@@ -250,7 +251,8 @@ def test_user_model_is_left_as_it_was(tmp_path, data):
     store = explain_dataset(model, data[0][:8], tmp_path / "s", target="pred", batch_size=4)
     assert model.training  # and the BatchNorm statistics were not updated by a forward pass in training mode
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    np.testing.assert_array_equal(store.logits[:], model.eval()(torch.from_numpy(data[0][:8])).detach().numpy())
+    eval_logits = model.eval()(torch.from_numpy(data[0][:8])).detach().numpy()  # the engine merges the BatchNorm
+    np.testing.assert_allclose(store.logits[:], eval_logits, rtol=1e-5, atol=1e-6)
 
 
 def test_plain_sequential_and_a_saved_model(tmp_path, data, net):

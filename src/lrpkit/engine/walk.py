@@ -59,12 +59,19 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Explained:
-    """The result of one call: input relevance ``(K, *x.shape)``, per-node relevance when kept, the graph."""
+    """The result of one call: input relevance ``(K, *x.shape)``, per-node relevance when kept, the graph, and
+    the explained output's value (the logits: no second forward pass needed to report them)."""
 
     input: Tensor
     nodes: dict[str, Tensor]
     every: bool
     prepared: Prepared
+    output: Tensor
+
+    def heatmap(self, shape: tuple[int, ...]) -> Tensor:
+        """The input relevance in the caller's ``shape`` of ``x``, or ``(N, C, *shape[1:])`` for ``"all"``."""
+        R = _public(self.input, self.every)
+        return R.reshape(*R.shape[:2], *shape[1:]) if self.every else R.reshape(shape)
 
 
 # -- public API --------------------------------------------------------------------------------------------------
@@ -75,9 +82,7 @@ def lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simple", **opti
     ``target="all"``. ``method``: a rule, preset, composite mapping or per-layer list (see
     :func:`lrpkit.composites.resolve`); options as in :func:`layerwise_lrp`."""
     result = explain(model, x, target, method, keep=False, **options)
-    R = _public(result.input, result.every)
-    shape = tuple(getattr(x, "shape", R.shape))  # the caller's own shape (a Network takes (N, 784) for images)
-    return R.reshape(*R.shape[:2], *shape[1:]) if result.every else R.reshape(shape)
+    return result.heatmap(tuple(x.shape))  # the caller's own shape (a Network takes (N, 784) for images)
 
 
 def layerwise_lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simple", **options: Any) -> Any:
@@ -139,9 +144,10 @@ def explain(
     with torch.inference_mode():
         trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules)
         _carry_bounds(prepared.graph, trace, plan, bounds, model)
-        R, every = start_relevance(trace.values[prepared.graph.output], target, plan.rectify)
+        output = trace.values[prepared.graph.output]
+        R, every = start_relevance(output, target, plan.rectify)
         found = _walk_chunks(prepared, trace, R, keep, memory)
-    return Explained(found[prepared.graph.input], found, every, prepared)
+    return Explained(found[prepared.graph.input], found, every, prepared, output.clone())
 
 
 def _call_inputs(x: Tensor, args: Sequence[Any], kwargs: dict[str, Any] | None, position: int | str):

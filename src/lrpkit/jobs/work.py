@@ -131,17 +131,17 @@ def ready(model: nn.Module, device: str | torch.device) -> nn.Module:
 def explain_batch(
     model: nn.Module, batch: Batch, target: Any, method: Any, options: dict[str, Any], dtype: torch.dtype
 ) -> dict[str, np.ndarray]:
-    """The store's rows for ``batch``: relevance (float32), logits, prediction, label, index."""
-    from ..engine import lrp
+    """The store's rows for ``batch``: relevance (float32), logits, prediction, label, index (one forward pass:
+    the engine's own gives the logits)."""
+    from ..engine import explain
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = torch.from_numpy(np.ascontiguousarray(batch.x)).to(device, dtype)
-    with torch.inference_mode():
-        logits = model(x)
+    result = explain(model, x, _explained(target, batch), method, **options)
+    logits = result.output
     prediction = logits.argmax(1)
-    relevance = lrp(model, x, _explained(target, batch, prediction), method, **options)
     return {
-        "relevance": relevance.detach().float().cpu().numpy(),
+        "relevance": result.heatmap(tuple(x.shape)).float().cpu().numpy(),
         "logits": logits.float().cpu().numpy(),
         "prediction": prediction.cpu().numpy().astype(np.int64),
         "label": batch.labels,
@@ -149,16 +149,14 @@ def explain_batch(
     }
 
 
-def _explained(target: Any, batch: Batch, prediction: torch.Tensor) -> Any:
-    """What the engine explains: the labels for ``"true"``, the predictions for ``"pred"``, else ``target``."""
-    if target == "pred":
-        return prediction
+def _explained(target: Any, batch: Batch) -> Any:
+    """What the engine explains: the labels for ``"true"``, else ``target`` (``"pred"`` the engine resolves)."""
     if target != "true":
         return target
     unknown = np.flatnonzero(batch.labels < 0)
     if len(unknown):
         raise DataError(f"sample {int(batch.index[unknown[0]])} has no label; target 'true' needs one (use 'pred')")
-    return torch.from_numpy(batch.labels).to(prediction.device)
+    return torch.from_numpy(batch.labels)  # the engine moves targets to the output's device
 
 
 def as_float16(relevance: np.ndarray, batch: Batch, store: str) -> np.ndarray:

@@ -124,6 +124,34 @@ class InvertedResidual(nn.Module):
         return x + self.project(self.se(self.depthwise(self.expand(x))))
 
 
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise 7x7, channels-last LayerNorm, Linear-GELU-Linear, layer scale, residual."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.fc1, self.fc2 = nn.Linear(channels, 4 * channels), nn.Linear(4 * channels, channels)
+        self.gamma = nn.Parameter(torch.full((channels,), 0.5))
+
+    def forward(self, x):
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.fc2(F.gelu(self.fc1(y))) * self.gamma
+        return x + y.permute(0, 3, 1, 2)
+
+
+class GroupNormBlock(nn.Module):
+    """Conv-GroupNorm-SiLU twice with a residual (as in diffusion U-Nets)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1, self.norm1 = nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(2, channels)
+        self.conv2, self.norm2 = nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(2, channels)
+
+    def forward(self, x):
+        return x + F.silu(self.norm2(self.conv2(F.silu(self.norm1(self.conv1(x))))))
+
+
 class Classifier(nn.Module):
     """A stem, some blocks, global average pooling written as ``mean((2, 3))``, a Linear head."""
 
@@ -165,11 +193,13 @@ def make(name: str, seed: int = 0) -> nn.Module:
         "mobilenet_v2": lambda: Classifier(8, InvertedResidual(8, 3), 8),
         "mobilenet_v3": lambda: Classifier(8, InvertedResidual(8, 2, se=True), 8),
         "functional": Functional,
+        "convnext": lambda: Classifier(8, ConvNeXtBlock(8), 8),
+        "groupnorm": lambda: Classifier(8, GroupNormBlock(8), 8),
     }
     return randomise(models[name](), seed)
 
 
-BLOCKS = ["basic", "bottleneck", "dense", "mobilenet_v2", "mobilenet_v3", "functional"]
+BLOCKS = ["basic", "bottleneck", "dense", "mobilenet_v2", "mobilenet_v3", "functional", "convnext", "groupnorm"]
 RELU_ONLY = ["basic", "bottleneck", "functional"]  # ReLUs, Linear-type layers, sums, pooling, moves: LRP-0 = g x i
 
 

@@ -31,6 +31,7 @@ LRP0 = {
     "sum": Proportional(1e-12),
     "avg_pool": Proportional(1e-12),
     "opaque": Epsilon(1e-12),
+    "norm": Epsilon(1e-12),
 }
 """LRP-0 with the 1e-12 stabiliser on sums, average pooling and opaque modules too."""
 GRADIENT_X_INPUT = {
@@ -326,3 +327,41 @@ def test_registering_a_module_class_or_an_op(monkeypatch):
     torch.testing.assert_close(lrpkit.lrp(model, x, 0, "epsilon"), by_class, rtol=1e-4, atol=1e-6)  # stabilisers differ
     with pytest.raises(SpecError, match="torch.nn.Module subclass"):
         lrpkit.register_module(object)
+
+
+class Geometry(nn.Module):
+    """Convolutions in 1 and 3 dimensions, transposed, dilated and grouped; pooling in 1-3 d, adaptive too;
+    nearest and bilinear upsampling; constant padding: all linear or ReLU-like, so LRP-0 = gradient x input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1d = nn.Conv1d(2, 4, 3, stride=2, padding=1, dilation=2)
+        self.conv3d = nn.Conv3d(1, 3, (2, 3, 3), padding=(0, 1, 1), groups=1)
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1, groups=1)
+        self.grouped = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)
+        self.fc = nn.Linear(4 * 2 + 4 * 3 + 3, 3)
+
+    def forward(self, x):  # x: (N, 2, 4, 4, 4)
+        line = F.relu(self.conv1d(x.flatten(2)[:, :, :16]))  # (N, 4, 7)
+        line = F.max_pool1d(line, 3, 2, 1)  # (N, 4, 4)
+        line = F.avg_pool1d(line, 2)  # (N, 4, 2)
+        volume = F.relu(self.conv3d(x[:, :1]))  # (N, 3, 3, 4, 4)
+        volume = F.max_pool3d(volume, (1, 2, 2))  # (N, 3, 3, 2, 2)
+        plane = F.relu(self.up(F.avg_pool3d(volume, (3, 1, 1)).squeeze(2)))  # (N, 4, 4, 4)
+        plane = F.interpolate(plane, scale_factor=2, mode="nearest")  # (N, 4, 8, 8)
+        plane = F.interpolate(F.pad(plane, (1, 1, 1, 1)), size=(6, 6), mode="bilinear", align_corners=False)
+        plane = F.relu(self.grouped(plane))  # (N, 4, 6, 6)
+        pooled = F.adaptive_max_pool2d(plane, (1, 3)).flatten(1)  # (N, 12)
+        side = F.adaptive_avg_pool3d(volume, 1).flatten(1)  # (N, 3)
+        return self.fc(torch.cat([line.flatten(1), pooled, side], 1))
+
+
+def test_every_geometry_lrp0_is_gradient_times_input():
+    torch.manual_seed(7)
+    model = Geometry().double().eval()
+    x = torch.randn(3, 2, 4, 4, 4, dtype=F64)
+    target = torch.tensor([0, 2, 1])
+    assert relative(lrpkit.lrp(model, x, target, GRADIENT_X_INPUT), gradient_x_input(model, x, target)) <= 1e-10
+    R = lrpkit.lrp(zero_biases(model), x, target, LRP0)
+    top = model(x).gather(1, target[:, None]).squeeze(1).detach()
+    assert float(((R.flatten(1).sum(1) - top).abs() / top.abs()).max()) <= 1e-6

@@ -115,7 +115,7 @@ def _same_padding(b: _Builder, fx: Any, a: dict[str, Any], dims: int) -> tuple[i
 def _pool(op: str, *names: str) -> Callable[[_Builder, Any, dict[str, Any]], None]:
     def translate(b: _Builder, fx: Any, a: dict[str, Any]) -> None:
         dims = len(fx.meta["val"].shape) - 2 if isinstance(fx.meta.get("val"), Tensor) else len(a["kernel_size"])
-        params = {name: a[name] for name in names}
+        params = {name: a.get(name) for name in names}
         for key in ("kernel_size", "stride", "padding", "dilation", "output_size"):
             if key in params:
                 value = params[key] if params[key] not in ([], None) else a["kernel_size"]
@@ -135,7 +135,7 @@ def _pool_pair(op: str, *names: str) -> Callable[[_Builder, Any, dict[str, Any]]
                 getitem.meta.setdefault("nn_module_stack", fx.meta.get("nn_module_stack", {}))
                 single(b, _Renamed(getitem, fx), a)
             else:
-                _call(b, getitem)
+                _other_item(b, fx, getitem)
 
         b.tuples[fx.name] = item
 
@@ -292,7 +292,7 @@ def _batch_norm(b: _Builder, fx: Any, a: dict[str, Any]) -> None:
         if k == 0:
             b.add(getitem, "batch_norm", inputs, eps=float(a["eps"]))
         else:
-            _call(b, getitem)
+            _other_item(b, fx, getitem)
 
     if isinstance(fx.meta.get("val"), Tensor):  # batch_norm.default returns one tensor
         b.add(fx, "batch_norm", inputs, eps=float(a["eps"]))
@@ -306,7 +306,7 @@ def _layer_norm(b: _Builder, fx: Any, a: dict[str, Any]) -> None:
     if isinstance(fx.meta.get("val"), Tensor):
         b.add(fx, "layer_norm", inputs, **params)
     else:
-        b.tuples[fx.name] = lambda k, g: b.add(g, "layer_norm", inputs, **params) if k == 0 else _call(b, g)
+        b.tuples[fx.name] = lambda k, g: b.add(g, "layer_norm", inputs, **params) if k == 0 else _other_item(b, fx, g)
 
 
 def _group_norm(b: _Builder, fx: Any, a: dict[str, Any]) -> None:
@@ -315,7 +315,7 @@ def _group_norm(b: _Builder, fx: Any, a: dict[str, Any]) -> None:
     if isinstance(fx.meta.get("val"), Tensor):
         b.add(fx, "group_norm", inputs, **params)
     else:
-        b.tuples[fx.name] = lambda k, g: b.add(g, "group_norm", inputs, **params) if k == 0 else _call(b, g)
+        b.tuples[fx.name] = lambda k, g: b.add(g, "group_norm", inputs, **params) if k == 0 else _other_item(b, fx, g)
 
 
 def _matrix_with_constant(b: _Builder, fx: Any, a: dict[str, Any], signals: frozenset[str]) -> None:
@@ -336,6 +336,14 @@ def _upsample(op: str) -> Callable[[_Builder, Any, dict[str, Any]], None]:
         b.add(fx, op, (a["input"],), size=tuple(fx.meta["val"].shape[2:]), align_corners=False)
 
     return translate
+
+
+def _other_item(b: _Builder, source: Any, getitem: Any) -> None:
+    """Another output of a tuple op whose first output became a node (pooling indices, saved statistics): the
+    op runs once more as a ``call`` node, and the item is taken from it."""
+    if not any(n.name == source.name for n in b.nodes):
+        _call(b, source)
+    _call(b, getitem)
 
 
 def _call(b: _Builder, fx: Any, detail: str = "") -> None:

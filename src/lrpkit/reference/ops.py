@@ -248,6 +248,40 @@ def _batch_norm_relevance(c: Context) -> list[Array | None]:
     return c.only(linear / stab(c.output, c.rule.epsilon) * c.R)
 
 
+def _norm_groups(node: Any, x: Array) -> tuple[Array, Any]:
+    """``x`` with each normalised group as one row of the last axis, and how ``w``/``b`` broadcast against x."""
+    if node.op == "layer_norm":
+        count = len(node.params["shape"])
+        return x.reshape(*x.shape[: x.ndim - count], -1), tuple(node.params["shape"])
+    return x.reshape(x.shape[0], node.params["groups"], -1), (-1, *[1] * (x.ndim - 2))
+
+
+def _norm(node: Any, inputs: list[Any]) -> Array:
+    x, w, b = inputs
+    rows, shape = _norm_groups(node, x)
+    centred = rows - rows.mean(-1, keepdims=True)
+    y = (centred / np.sqrt((centred**2).mean(-1, keepdims=True) + node.params["eps"])).reshape(x.shape)
+    return y * (1 if w is None else w.reshape(shape)) + (0 if b is None else b.reshape(shape))
+
+
+def _norm_relevance(c: Context) -> list[Array | None]:
+    """sigma held constant: the epsilon rule of ``y' = (x - mean(x)) w / sigma`` written out as a matrix per group,
+    ``R_i = sum_j x_i J_ji R_j / stab(y'_j)`` with ``J_ji = (delta_ij - 1/n) g_j``."""
+    if not isinstance(c.rule, Epsilon):
+        return c.only(c.R)
+    x, w, b = c.inputs
+    rows, shape = _norm_groups(c.node, x)
+    n = rows.shape[-1]
+    sigma = np.sqrt(((rows - rows.mean(-1, keepdims=True)) ** 2).mean(-1, keepdims=True) + c.node.params["eps"])
+    g = np.broadcast_to(1 / sigma, rows.shape).reshape(x.shape) * (1 if w is None else w.reshape(shape))
+    y = (rows - rows.mean(-1, keepdims=True)).reshape(x.shape) * g
+    if c.rule.bias and b is not None:
+        y = y + b.reshape(shape)
+    s = (c.R / stab(y, c.rule.epsilon) * g).reshape(rows.shape)
+    J = np.eye(n) - 1.0 / n  # (i, j): d y'_j / d x_i without the g_j (folded into s)
+    return c.only((rows * (s @ J.T)).reshape(x.shape))
+
+
 # -- moves ------------------------------------------------------------------------------------------------------
 
 
@@ -302,6 +336,8 @@ OPS: dict[str, tuple[Forward, RelevanceStep]] = {
     "sum": (_reduce, _reduce_relevance),
     "mean": (_reduce, _reduce_relevance),
     "batch_norm": (_batch_norm, _batch_norm_relevance),
+    "layer_norm": (_norm, _norm_relevance),
+    "group_norm": (_norm, _norm_relevance),
     "reshape": (
         lambda node, inputs: inputs[0].reshape(node.params["shape"]),
         lambda c: c.only(c.R.reshape(c.inputs[0].shape)),

@@ -56,16 +56,10 @@ def carry(graph: Graph, values: dict[str, Any], low: Tensor, high: Tensor, forwa
     n = values[graph.input].shape[0]
     full = (n, *low.shape[1:])
     reach: dict[str, tuple[Tensor, Tensor]] = {graph.input: (low.expand(full), high.expand(full))}
-    found = {}
-    for node in graph.nodes:
-        signal = [i for i in node.inputs if i in graph.signals]
-        if not signal or not all(i in reach for i in signal):
-            continue
-        if node.name in graph.first:
-            found[node.name] = tuple(b[:1] for b in reach[node.inputs[0]])
-        elif node.op not in ("linear", "conv"):
-            reach[node.name] = _map(node, values, reach, forward)
-    return found
+    for node in graph.bounded:
+        reach[node.name] = _map(node, values, reach, forward)
+    first = (graph.by_name[name] for name in graph.first)
+    return {node.name: tuple(b[:1] for b in reach[node.inputs[0]]) for node in first if node.inputs[0] in reach}
 
 
 def _map(node: Node, values: dict[str, Any], reach: dict[str, tuple], forward: Forward) -> tuple[Tensor, Tensor]:

@@ -158,6 +158,18 @@ class Graph:
                     frontier.append(consumer)
         return frozenset(found)
 
+    @cached_property
+    def bounded(self) -> tuple[Node, ...]:
+        """The nodes that zB bounds pass on their way from the input to the first Linear-type layers: every
+        non-Linear-type node whose signal inputs are all the input or such nodes, in topological order."""
+        reached, path = {self.input}, []
+        for node in self.nodes:
+            signal = [i for i in node.inputs if i in self.signals]
+            if signal and all(i in reached for i in signal) and node.op not in WEIGHTED:
+                reached.add(node.name)
+                path.append(node)
+        return tuple(path)
+
     def refuse_unsupported(self, supported: Iterable[str], error: type[Exception], extra: str = "") -> None:
         """Raises ``error`` naming the first node on the relevance path whose op has no rule in ``supported``
         (which may also name the targets of ``call`` nodes)."""

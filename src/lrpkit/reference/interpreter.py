@@ -118,16 +118,10 @@ class ReferenceGraph:
         """The input's bounds mapped node by node (forward on both, sorted) up to each first Linear-type node."""
         graph, x = self.canonical, values[self.canonical.input]
         reach = {graph.input: (_bound(bounds[0], x, "low"), _bound(bounds[1], x, "high"))}
-        found = {}
-        for node in graph.nodes:
-            signal = [i for i in node.inputs if i in graph.signals]
-            if not signal or not all(i in reach for i in signal):
-                continue
-            if node.name in graph.first:
-                found[node.name] = tuple(b[0] for b in reach[node.inputs[0]])  # one sample's bounds
-            elif node.op not in ("linear", "conv"):
-                reach[node.name] = self._map_bounds(node, values, reach)
-        return found
+        for node in graph.bounded:
+            reach[node.name] = self._map_bounds(node, values, reach)
+        first = (graph.by_name[name] for name in graph.first)  # one sample's bounds at each first layer
+        return {node.name: tuple(b[0] for b in reach[node.inputs[0]]) for node in first if node.inputs[0] in reach}
 
     def _map_bounds(self, node: Any, values: dict, reach: dict) -> tuple[Array, Array]:
         if node.op == "pad":  # the border takes the bounds of its nearest input value

@@ -109,8 +109,8 @@ def test_explain_none_is_neutral_and_class_k_is_named(setup, tmp_path, capsys) -
     [
         (["--target", "12"], "class 0..9"),
         (["--target", "best"], "true, pred, all, none"),
-        (["--n", "0"], "--n must be between 1 and 30"),
-        (["--n", "31"], "--n must be between 1 and 30"),
+        (["--n", "0"], "--n (a number of images) must be an integer in 1..30"),
+        (["--n", "31"], "--n (a number of images) must be an integer in 1..30"),
         (["--method", "nope"], "unknown rule 'nope'"),
         (["--method", "[oops"], "not valid JSON"),
         (["--cmap", "jet"], "unknown colour map 'jet'"),

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import checks
 from .engine.inputs import check_tensor
 from .engine.targets import class_filter
 from .errors import InputError, SpecError, TargetError
@@ -101,7 +102,7 @@ def integrated_gradients(
     ``R_i = (x_i - x'_i) / n * sum_k df/dx_i (x' + (k + 1/2)/n (x - x'))``; ``sum_i R_i ~ f(x) - f(x')``.
     The target class ("pred") is chosen at ``x`` and kept along the path. One gradient pass of N per step.
     """
-    _check_count(steps, "steps")
+    checks.positive_int(steps, "integrated_gradients: steps")
     shaped = check_x(model, x)
     start = torch.as_tensor(baseline, dtype=shaped.dtype, device=shaped.device).expand_as(shaped)
     weights = target_filter(_logits_no_grad(model, shaped), target)
@@ -127,9 +128,8 @@ def smoothgrad(
     Gaussian noise with standard deviation ``noise * (high - low)`` (the input range, [0, 1] for lrpkit
     networks); the target class ("pred") is chosen on the clean ``x``.
     """
-    _check_count(samples, "samples")
-    if not noise >= 0:
-        raise SpecError(f"smoothgrad: noise must be >= 0, got {noise!r}")
+    checks.positive_int(samples, "smoothgrad: samples")
+    checks.number(noise, "smoothgrad: noise", minimum=0.0)
     shaped = check_x(model, x)
     weights = target_filter(_logits_no_grad(model, shaped), target)
     generator = torch.Generator().manual_seed(seed)
@@ -143,11 +143,6 @@ def smoothgrad(
 def _logits_no_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model_scores(model, x)
-
-
-def _check_count(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpecError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _as_tensor(x: Any) -> torch.Tensor:

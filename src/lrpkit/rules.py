@@ -12,10 +12,10 @@ output ``j``; ``stab(d) = d + eps * sign(d)`` with ``sign(0) = +1``. ``bias=True
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from . import checks
 from .errors import SpecError
 
 STABILIZER = 1e-9
@@ -23,14 +23,11 @@ STABILIZER = 1e-9
 
 
 def _check_number(rule: Rule, name: str, minimum: float = 0.0) -> None:
-    value = getattr(rule, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
-        raise SpecError(f"{type(rule).__name__}: {name} must be a finite number >= {minimum}, got {value!r}")
+    checks.number(getattr(rule, name), f"{type(rule).__name__}: {name}", minimum=minimum)
 
 
 def _check_bias(rule: Rule) -> None:
-    if not isinstance(getattr(rule, "bias", False), bool):
-        raise SpecError(f"{type(rule).__name__}: bias must be True or False, got {rule.bias!r}")  # type: ignore[attr-defined]
+    checks.flag(getattr(rule, "bias", False), f"{type(rule).__name__}: bias")
 
 
 WEIGHTED_KINDS = frozenset({"linear", "conv"})

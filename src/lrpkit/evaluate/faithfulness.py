@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import checks
 from ..attribution import Target, check_x, model_scores, target_filter
 from ..errors import InputError, SpecError
 
@@ -171,19 +172,15 @@ def _images(model: nn.Module, x: Any) -> tuple[torch.Tensor, torch.Size]:
 
 def _check_options(steps, region, fill, order, per_step, batch_size, low, high, seed) -> None:
     for name, value in (("steps", steps), ("region", region), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(f"pixel_flipping: {name} must be a positive integer, got {value!r}")
-    if per_step is not None and (isinstance(per_step, bool) or not isinstance(per_step, int) or per_step < 1):
-        raise SpecError(f"pixel_flipping: per_step must be None or a positive integer, got {per_step!r}")
+        checks.positive_int(value, f"pixel_flipping: {name}")
+    if per_step is not None:
+        checks.positive_int(per_step, "pixel_flipping: per_step")
     if isinstance(fill, str) and fill not in FILLS:
         raise SpecError(f"pixel_flipping: fill must be one of {', '.join(FILLS)}, a number or a tensor; got {fill!r}")
-    if order not in ORDERS:
-        raise SpecError(f"pixel_flipping: order must be one of {', '.join(ORDERS)}; got {order!r}")
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-    if not (numbers and math.isfinite(low) and math.isfinite(high) and low < high):
+    checks.choice(order, "pixel_flipping: order", ORDERS)
+    if checks.number(low, "pixel_flipping: low") >= checks.number(high, "pixel_flipping: high"):
         raise SpecError(f"pixel_flipping: need finite low < high, got low={low!r}, high={high!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SpecError(f"pixel_flipping: seed must be an integer, got {seed!r}")
+    checks.seed(seed, "pixel_flipping: seed")
 
 
 def _relevance(relevance: Any, images: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .. import checks
 from ..errors import InputError
 from .faithfulness import Comparison, PixelFlippingResult, mean_interval
 
@@ -305,8 +306,7 @@ def evaluate_methods(
 
     if target not in ("pred", "true"):
         raise SpecError(f"target must be 'pred' or 'true', got {target!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise SpecError(f"n must be a positive integer, got {n!r}")
+    checks.positive_int(n, "n")
     pick = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n]
     images, labels = split.images[pick], split.labels[pick]
     comparison = compare(model, images, labels if target == "true" else "pred", methods, seed=seed, **options)

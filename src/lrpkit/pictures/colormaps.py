@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from ..errors import InputError, SpecError
 
 Stops = Sequence[tuple[float, tuple[float, float, float]]]
@@ -199,8 +200,7 @@ _normalize = normalize  # heatmap's argument shadows the function name
 
 def zoom(images: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscaling of ``(..., H, W, 3)`` images by an integer ``factor``."""
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise SpecError(f"zoom must be an integer >= 1, got {factor!r}")
+    checks.positive_int(factor, "zoom")
     return images.repeat(factor, axis=-3).repeat(factor, axis=-2)
 
 
@@ -210,8 +210,7 @@ def grid_shape(count: int, ncols: int | None = None) -> tuple[int, int]:
         raise InputError("cannot draw a grid of 0 images")
     if ncols is None:
         ncols = math.ceil(math.sqrt(count))
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise SpecError(f"ncols must be an integer >= 1, got {ncols!r}")
+    ncols = checks.positive_int(ncols, "ncols")
     cols = min(ncols, count)
     return math.ceil(count / cols), cols
 
@@ -223,8 +222,7 @@ def grid(images: np.ndarray, ncols: int | None = None, pad: int = 1, fill: float
     """
     if images.ndim != 4 or images.shape[-1] != 3:
         raise InputError(f"grid needs RGB images (N, H, W, 3), got shape {images.shape}")
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise SpecError(f"pad must be an integer >= 0, got {pad!r}")
+    checks.integer(pad, "pad", minimum=0)
     count, height, width, _ = images.shape
     rows, cols = grid_shape(count, ncols)
     canvas = np.empty((rows * (height + pad) - pad, cols * (width + pad) - pad, 3))

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError, TargetError
+from .. import checks
+from ..errors import TargetError
 from ..files import atomic_write
 from .colormaps import colormap, to_numpy
 from .grids import as_input, check_labels, plot_classes, visualize
@@ -57,8 +58,7 @@ def parse_target(target: Any, classes: int) -> str | int | None:
 
 def spread(total: int, count: int, what: str = "count") -> np.ndarray:
     """``count`` indices spread evenly over ``0..total-1`` (one per class in a split sorted by class)."""
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= total:
-        raise SpecError(f"{what} must be between 1 and {total} (the number of images), got {count!r}")
+    checks.integer(count, f"{what} (a number of images)", minimum=1, maximum=total)
     return np.linspace(0, total - 1, count).round().astype(np.int64)
 
 

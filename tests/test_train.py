@@ -33,9 +33,51 @@ def test_shift_moves_whole_images():
 
 def test_bad_arguments(mnist_data):
     net = lrpkit.mlp()
-    with pytest.raises(SpecError, match="unknown loss"):
+    with pytest.raises(SpecError, match="loss must be one of sigmoid, softmax"):
         net.fit(mnist_data.train, steps=1, loss="hinge")
     with pytest.raises(DataError, match="split"):
         net.fit(None, steps=1)
     with pytest.raises(SpecError, match="steps"):
         net.fit(mnist_data.train, steps=0)
+
+
+def test_diverging_training_stops_with_the_step(mnist_data):
+    net = lrpkit.Network([lrpkit.Linear(16), lrpkit.ReLU(), lrpkit.Linear(10)])
+    with pytest.raises(lrpkit.TrainingError, match=r"diverged at step \d+: .*smaller lr than 1e\+30"):
+        net.fit(mnist_data.train, steps=50, lr=1e30, progress=False)
+    assert not net.training  # back in eval mode, as after a normal run
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
+        ({"lr": float("nan")}, "lr must be a finite number > 0"),
+        ({"augment": -1}, r"augment must be an integer in 0\.\.27"),
+        ({"augment": 28}, r"augment must be an integer in 0\.\.27"),
+        ({"seed": 2**70}, "seed must be an integer in 0.."),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"steps": 1.5}, "steps must be a positive integer"),
+    ],
+)
+def test_bad_options_fail_before_training(mnist_data, options, message):
+    net = lrpkit.mlp()
+    before = [p.clone() for p in net.parameters()]
+    with pytest.raises(SpecError, match=message):
+        net.fit(mnist_data.train, **{"steps": 1, **options})
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
+def test_data_that_does_not_fit_the_network(mnist_data):
+    wide = lrpkit.Network([lrpkit.Linear(10)], input_shape=(1, 32, 32))
+    with pytest.raises(DataError, match=r"images have shape \(1, 28, 28\), but the network takes .*\(1, 32, 32\)"):
+        wide.fit(mnist_data.train, steps=1)
+    with pytest.raises(DataError, match=r"images have shape \(1, 28, 28\)"):
+        wide.evaluate(mnist_data.test)
+    five = lrpkit.Network([lrpkit.Linear(5)], classes=5)
+    with pytest.raises(DataError, match="labels run from 0 to 9, but the network has 5 classes"):
+        five.fit(mnist_data.train, steps=1)
+    empty = lrpkit.Network([lrpkit.Flatten()], input_shape=(10,))
+    with pytest.raises(SpecError, match="no parameters to train"):
+        empty.fit(lrpkit.data.Split(torch.rand(4, 10), torch.arange(4)), steps=1)
+    assert empty.evaluate(lrpkit.data.Split(torch.rand(4, 10), torch.arange(4)))["accuracy"] >= 0

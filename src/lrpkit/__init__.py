@@ -2,7 +2,7 @@
 
 Names and submodules are imported lazily (PEP 562), so ``import lrpkit`` is cheap and ``import
 lrpkit.reference`` stays free of torch. The layers, each importing only from those above it in this list:
-``errors``/``checks``/``files``; ``rules``/``composites``; ``engine``; ``reference``; ``model``;
+``errors``/``checks``/``files``/``progress``; ``rules``/``composites``; ``engine``; ``reference``; ``model``;
 ``attribution``/``evaluate``; ``pictures``; ``jobs``/``analysis``; ``cli``.
 """
 
@@ -20,9 +20,11 @@ from .errors import (  # noqa: F401 (re-exported)
     LrpkitError,
     MissingExtraError,
     ModelFileError,
+    OutputError,
     SpecError,
     StoreError,
     TargetError,
+    TrainingError,
 )
 
 __version__ = "0.1.0"
@@ -103,6 +105,7 @@ _SUBMODULES = {
         "jobs",
         "model",
         "pictures",
+        "progress",
         "reference",
         "rules",
     ]
@@ -124,9 +127,11 @@ _ERRORS = [
     "LrpkitError",
     "MissingExtraError",
     "ModelFileError",
+    "OutputError",
     "SpecError",
     "StoreError",
     "TargetError",
+    "TrainingError",
 ]
 __all__ = sorted([*_EXPORTS, *_ERRORS, "__version__"])
 

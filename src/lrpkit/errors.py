@@ -25,6 +25,14 @@ class ModelFileError(LrpkitError, ValueError):
     """A saved model that is missing, corrupt, foreign or does not match its spec."""
 
 
+class TrainingError(LrpkitError, ArithmeticError):
+    """Training that cannot go on: the loss or the weights became NaN or Inf."""
+
+
+class OutputError(LrpkitError, OSError):
+    """A file or directory lrpkit was asked to write that it cannot or must not write."""
+
+
 class MissingExtraError(LrpkitError, ImportError):
     """An optional dependency is not installed."""
 

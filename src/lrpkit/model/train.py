@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError, SpecError
+from .. import checks
+from ..errors import DataError, SpecError, TrainingError
+from ..progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from .data import Split
@@ -61,12 +63,64 @@ class History:
         return f"History({len(self.loss)} steps, last loss {self.loss[-1]:.4f}, {self.seconds:.1f} s)"
 
 
-def _check_split(data: Any, what: str) -> Split:
+def check_split(data: Any, net: Network, what: str) -> Split:
+    """``data`` if it is a non-empty split whose images and labels fit ``net``; :class:`DataError` otherwise."""
     if data is None or not hasattr(data, "images") or not hasattr(data, "labels"):
         raise DataError(f"{what} needs a data split with .images and .labels (e.g. lrpkit.data.mnist().train)")
     if len(data.labels) == 0:
         raise DataError(f"{what}: the split is empty")
+    image = tuple(data.images.shape[1:])
+    if math.prod(image) != math.prod(net.input_shape):
+        raise DataError(
+            f"{what}: the images have shape {image}, but the network takes inputs of shape {net.input_shape}"
+        )
+    low, high = int(data.labels.min()), int(data.labels.max())
+    if low < 0 or high >= net.classes:
+        raise DataError(f"{what}: the labels run from {low} to {high}, but the network has {net.classes} classes")
     return data
+
+
+def _check_options(net: Network, data: Split, steps, batch_size, lr, loss, seed, augment) -> None:
+    """Checks every :func:`fit` argument before any work starts."""
+    checks.positive_int(steps, "steps")
+    checks.positive_int(batch_size, "batch_size")
+    checks.number(lr, "lr", above=0.0)
+    checks.choice(loss, "loss", LOSSES)
+    checks.seed(seed)
+    side = min(data.images.shape[-2:]) if data.images.dim() >= 3 else 1
+    checks.integer(augment, "augment", minimum=0, maximum=max(side - 1, 0))
+    if next(net.parameters(), None) is None:
+        raise SpecError("the network has no parameters to train (no Linear or Conv layer)")
+
+
+def _check_loss(step: int, value: float, lr: float) -> None:
+    """:class:`TrainingError` naming the step when the loss is NaN or Inf."""
+    if not math.isfinite(value):
+        raise TrainingError(f"training diverged at step {step}: the loss is {value}; try a smaller lr than {lr}")
+
+
+def _check_weights(net: Network, step: int, lr: float) -> None:
+    """:class:`TrainingError` naming the first weight that holds NaN or Inf."""
+    bad = next((name for name, p in net.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise TrainingError(f"training diverged at step {step}: {bad} holds NaN or Inf; try a smaller lr than {lr}")
+
+
+def _step(net, data, optimizer, order, history, batch_size, augment, loss, step, lr) -> None:
+    """One Adam step on a random minibatch (shifted by up to ``augment`` pixels); appends to ``history``."""
+    param = next(net.parameters())
+    index = torch.randint(len(data.labels), (batch_size,), generator=order)
+    x = data.images[index]
+    x = (shift(x, augment, order) if augment else x).to(param)
+    y = data.labels[index].to(param.device)
+    logits = net(x)
+    value = loss_value(logits, y, loss)
+    history.loss.append(value.item())
+    _check_loss(step + 1, history.loss[-1], lr)
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    optimizer.step()
+    history.accuracy.append((logits.argmax(1) == y).float().mean().item())
 
 
 def fit(
@@ -83,37 +137,25 @@ def fit(
     """Trains ``net`` in place with Adam for ``steps`` minibatches; the same seed gives the same result.
 
     ``augment``: shift each training image by up to this many pixels (0: no augmentation).
-
-    ``progress``: a tqdm bar on stderr; by default shown only when stderr is a terminal.
+    ``progress``: a progress bar on stderr; by default on a terminal and in Jupyter notebooks.
+    A loss that becomes NaN or Inf stops training with :class:`TrainingError` naming the step (the weights
+    are then those before that step); so does a weight that is not finite after the last step.
     """
-    from tqdm.auto import tqdm
-
-    data = _check_split(data, "fit")
-    loss_value(torch.zeros(1, net.classes), torch.zeros(1, dtype=torch.long), loss)  # validates the name
-    if steps < 1 or batch_size < 1:
-        raise SpecError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
-    param = next(net.parameters())
+    data = check_split(data, net, "fit")
+    _check_options(net, data, steps, batch_size, lr, loss, seed, augment)
     order = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     history, start = History(), time.perf_counter()
-    show = sys.stderr.isatty() if progress is None else progress
     net.train()
-    with torch.random.fork_rng(devices=[]), tqdm(range(steps), disable=not show, desc="training") as bar:
-        torch.manual_seed(seed)  # dropout masks
-        for _ in bar:
-            index = torch.randint(len(data.labels), (batch_size,), generator=order)
-            x = data.images[index]
-            x = (shift(x, augment, order) if augment else x).to(param)
-            y = data.labels[index].to(param.device)
-            logits = net(x)
-            value = loss_value(logits, y, loss)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            history.loss.append(value.item())
-            history.accuracy.append((logits.argmax(1) == y).float().mean().item())
-            bar.set_postfix(loss=f"{history.loss[-1]:.3f}", refresh=False)
-    net.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), progress_bar(range(steps), "training", progress) as bar:
+            torch.manual_seed(seed)  # dropout masks
+            for step in bar:
+                _step(net, data, optimizer, order, history, batch_size, augment, loss, step, lr)
+                bar.set_postfix(loss=f"{history.loss[-1]:.3f}", refresh=False)
+    finally:
+        net.eval()
+    _check_weights(net, steps, lr)
     history.seconds = time.perf_counter() - start
     net.metadata.update({"steps": net.metadata.get("steps", 0) + steps, "loss": loss, "batch_size": batch_size})
     net.metadata.update({"lr": lr, "seed": seed, "augment": augment, "train_seconds": round(history.seconds, 2)})
@@ -122,15 +164,17 @@ def fit(
 
 @torch.no_grad()
 def predict(net: Network, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits for all images, computed in batches in eval mode."""
-    param = next(net.parameters())
+    """Logits for all images, computed in batches in eval mode (on the network's dtype and device)."""
+    checks.positive_int(batch_size, "batch_size")
+    param = next(net.parameters(), None)
+    like = param if param is not None else images.float()
     net.eval()
-    return torch.cat([net(images[i : i + batch_size].to(param)) for i in range(0, len(images), batch_size)])
+    return torch.cat([net(images[i : i + batch_size].to(like)) for i in range(0, len(images), batch_size)])
 
 
 def evaluate(net: Network, data: Split, loss: str | None = None, batch_size: int = 1000) -> dict[str, float]:
     """``{"accuracy": ..., "loss": ...}`` over a whole split (loss: the one the net was trained with)."""
-    data = _check_split(data, "evaluate")
+    data = check_split(data, net, "evaluate")
     logits = predict(net, data.images, batch_size)
     labels = data.labels.to(logits.device)
     loss = loss or net.metadata.get("loss", "sigmoid")

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .. import checks
 from ..errors import SpecError
 
 Shape = tuple[int, ...]
@@ -48,10 +49,14 @@ class Dense(nn.Linear):
 # -- specs --------------------------------------------------------------------------------------
 
 
-def _positive_int(spec: LayerSpec, name: str, minimum: int = 1) -> None:
-    value = getattr(spec, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"{type(spec).__name__}: {name} must be an integer >= {minimum}, got {value!r}")
+def _integer(spec: LayerSpec, name: str, minimum: int = 1) -> None:
+    """Checks ``spec.<name>`` (an integer >= minimum) and stores it as a plain int."""
+    object.__setattr__(spec, name, checks.integer(getattr(spec, name), f"{type(spec).__name__}: {name}", minimum))
+
+
+def _number(spec: LayerSpec, name: str, **limits: float) -> None:
+    """Checks ``spec.<name>`` (a finite number within ``limits``) and stores it as a float."""
+    object.__setattr__(spec, name, checks.number(getattr(spec, name), f"{type(spec).__name__}: {name}", **limits))
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class LayerSpec:
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
         raise NotImplementedError
 
+    def parameter_count(self, shape: Shape) -> int:
+        """How many parameters the layer has for inputs of ``shape`` (known before anything is allocated)."""
+        return 0
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": type(self).__name__, **dataclasses.asdict(self)}
 
@@ -78,7 +87,9 @@ class Format(LayerSpec):
     high: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+        _number(self, "low")
+        _number(self, "high")
+        if not self.low < self.high:
             raise SpecError(f"Format: need finite low < high, got low={self.low!r}, high={self.high!r}")
 
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
@@ -101,13 +112,16 @@ class Linear(LayerSpec):
     weighted: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        _positive_int(self, "units")
+        _integer(self, "units")
 
     def output_shape(self, shape: Shape) -> Shape:
         return (self.units,)
 
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
         return Dense(math.prod(shape), self.units)
+
+    def parameter_count(self, shape: Shape) -> int:
+        return (math.prod(shape) + 1) * self.units
 
 
 def _need_image(spec: LayerSpec, shape: Shape) -> None:
@@ -138,8 +152,8 @@ class Conv(LayerSpec):
 
     def __post_init__(self) -> None:
         for name in ("out_channels", "kernel_size", "stride"):
-            _positive_int(self, name)
-        _positive_int(self, "padding", minimum=0)
+            _integer(self, name)
+        _integer(self, "padding", minimum=0)
 
     def output_shape(self, shape: Shape) -> Shape:
         _, h, w = _window_output(self, shape, self.kernel_size, self.stride, self.padding)
@@ -147,6 +161,9 @@ class Conv(LayerSpec):
 
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
         return nn.Conv2d(shape[0], self.out_channels, self.kernel_size, self.stride, self.padding)
+
+    def parameter_count(self, shape: Shape) -> int:
+        return (shape[0] * self.kernel_size**2 + 1) * self.out_channels
 
 
 @dataclass(frozen=True)
@@ -163,8 +180,8 @@ class _Pool(LayerSpec):
     stride: int = 2
 
     def __post_init__(self) -> None:
-        _positive_int(self, "kernel")
-        _positive_int(self, "stride")
+        _integer(self, "kernel")
+        _integer(self, "stride")
 
     def output_shape(self, shape: Shape) -> Shape:
         return _window_output(self, shape, self.kernel, self.stride)
@@ -213,7 +230,9 @@ class Pad(LayerSpec):
     value: float | None = None
 
     def __post_init__(self) -> None:
-        _positive_int(self, "pixels", minimum=0)
+        _integer(self, "pixels", minimum=0)
+        if self.value is not None:
+            _number(self, "value")
 
     def output_shape(self, shape: Shape) -> Shape:
         _need_image(self, shape)
@@ -230,8 +249,7 @@ class Dropout(LayerSpec):
     p: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.p < 1.0:
-            raise SpecError(f"Dropout: p must be in [0, 1), got {self.p!r}")
+        _number(self, "p", minimum=0.0, below=1.0)
 
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
         return nn.Dropout(self.p)
@@ -246,6 +264,9 @@ class BatchNorm(LayerSpec):
 
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
         return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+
+    def parameter_count(self, shape: Shape) -> int:
+        return 4 * shape[0]  # weight, bias, running mean and variance
 
 
 class ResidualModule(nn.Module):
@@ -281,6 +302,9 @@ class Residual(LayerSpec):
             raise SpecError(f"Residual: the body outputs {out} but the shortcut {other}; give a shortcut that matches")
         return out
 
+    def parameter_count(self, shape: Shape) -> int:
+        return sum(_chain_counts(self.body, shape)) + sum(_chain_counts(self.shortcut or (), shape))
+
     def build(self, shape: Shape, bounds: Bounds) -> nn.Module:
         body = _chain(self.body, shape, bounds)
         return ResidualModule(body, _chain(self.shortcut, shape, bounds) if self.shortcut else nn.Identity())
@@ -306,6 +330,14 @@ def _chain_shape(specs: tuple[LayerSpec, ...], shape: Shape, name: str) -> Shape
         except SpecError as err:
             raise SpecError(f"Residual {name} layer {k}: {err} (input shape {shape})") from None
     return shape
+
+
+def _chain_counts(specs: tuple[LayerSpec, ...], shape: Shape) -> list[int]:
+    counts = []
+    for spec in specs:
+        counts.append(spec.parameter_count(shape))
+        shape = spec.output_shape(shape)
+    return counts
 
 
 def _chain(specs: tuple[LayerSpec, ...], shape: Shape, bounds: Bounds) -> nn.Sequential:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import checks
 from .. import layers as L
 from ..engine.inputs import check_tensor
 from ..errors import InputError, SpecError
@@ -20,13 +22,21 @@ Shape = tuple[int, ...]
 def _check_shape(shape: Any, name: str) -> Shape:
     if isinstance(shape, int):
         shape = (shape,)
+    if not isinstance(shape, (list, tuple)) or not shape:
+        raise SpecError(f"{name} must be a list of positive integers such as (1, 28, 28), got {shape!r}")
+    return tuple(checks.positive_int(s, f"{name} {list(shape)!r}: each size") for s in shape)
+
+
+def memory_bytes() -> int | None:
+    """The machine's physical memory in bytes (None where the OS does not say)."""
     try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise SpecError(f"{name} must be a tuple of positive integers, got {shape!r}") from None
-    if not shape or min(shape) < 1:
-        raise SpecError(f"{name} must be a tuple of positive integers, got {shape!r}")
-    return shape
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 2**30:.3g} GiB"
 
 
 class Network(nn.Module):
@@ -55,14 +65,33 @@ class Network(nn.Module):
                 raise SpecError(f"layer {i}: {type(spec).__name__} is only allowed as the first layer")
         self.specs: tuple[L.LayerSpec, ...] = tuple(specs)
         self.input_shape = _check_shape(input_shape, "input_shape")
-        self.classes = int(classes)
+        self.classes = checks.positive_int(classes, "classes")
         self.metadata: dict[str, Any] = {}
         self.shapes = self._infer_shapes()
+        self._check_size()
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
-                torch.manual_seed(seed)
-            modules = [s.build(shape, self.bounds) for s, shape in zip(self.specs, self.shapes, strict=False)]
-        self.body = nn.Sequential(*modules)
+                torch.manual_seed(checks.seed(seed))
+            self.body = nn.Sequential(*self._build())
+
+    def _check_size(self) -> None:
+        """:class:`SpecError` before anything is allocated when the float32 weights alone exceed the memory."""
+        count = sum(s.parameter_count(shape) for s, shape in zip(self.specs, self.shapes, strict=False))
+        memory = memory_bytes()
+        if memory is not None and 4 * count > memory:
+            raise SpecError(
+                f"the network has {count:.3g} parameters ({_gigabytes(4 * count)} as float32), more than this "
+                f"machine's memory ({_gigabytes(memory)}); check the layer sizes and input_shape"
+            )
+
+    def _build(self) -> list[nn.Module]:
+        modules = []
+        for i, (spec, shape) in enumerate(zip(self.specs, self.shapes, strict=False)):
+            try:
+                modules.append(spec.build(shape, self.bounds))
+            except (RuntimeError, MemoryError) as err:  # allocation failures that the size check did not foresee
+                raise SpecError(f"layer {i} ({spec!r}): cannot be built for input shape {shape} ({err})") from None
+        return modules
 
     def _infer_shapes(self) -> list[Shape]:
         shapes = [self.input_shape]

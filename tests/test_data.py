@@ -1,5 +1,6 @@
 import gzip
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -69,9 +70,12 @@ def test_mismatched_counts_and_missing_partner(idx_dir, rng):
         idx_mnist(path / "nope")
 
 
-def test_embedded_split_is_stratified_and_deterministic(mnist_data):
+def test_embedded_split_is_stratified_shuffled_and_deterministic(mnist_data):
     assert len(mnist_data.train) == 4000 and len(mnist_data.test) == 1000
     assert torch.equal(mnist_data.test.labels.bincount(), torch.full((10,), 100))
+    assert torch.equal(mnist_data.train.labels.bincount(), torch.full((10,), 400))
+    assert len(mnist_data.test.labels[:8].unique()) >= 5 and len(mnist_data.train.labels[:8].unique()) >= 5
+    assert torch.equal(mnist().train.labels, mnist_data.train.labels)
     assert float(mnist_data.train.images.min()) == 0.0 and float(mnist_data.train.images.max()) == 1.0
     again = mnist()
     assert torch.equal(again.test.images, mnist_data.test.images)
@@ -96,3 +100,35 @@ def test_batches_are_seeded_and_cover_the_split(mnist_data):
     assert all(torch.equal(a, b) for a, b in zip(first, [y for _, y in split.batches(300, seed=1)], strict=True))
     x, y = split[:10].next_batch(25)
     assert x.shape == (25, 1, 28, 28) and len(y) == 25
+
+
+def test_samples_by_index_by_iteration_and_by_class(mnist_data):
+    image, label = mnist_data.test[3]
+    assert image.shape == (1, 28, 28) and label == mnist_data.test.labels[3]
+    pairs = list(mnist_data.test[:5])
+    assert len(pairs) == 5 and all(torch.equal(x, mnist_data.test.images[k]) for k, (x, _) in enumerate(pairs))
+    digits = mnist_data.test.by_class()
+    assert torch.equal(digits.labels, torch.arange(10)) and len(mnist_data.test.by_class(3)) == 30
+
+
+def _gzip_stream(header: bytes, zeros: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip container
+    block = bytes(2**20)
+    parts = [packer.compress(header)]
+    parts += [packer.compress(block) for _ in range(zeros // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+def test_idx_reading_stops_at_the_declared_length(tmp_path):
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(_gzip_stream(struct.pack(">IIII", IMAGES_MAGIC, 10, 28, 28), 64 * 2**20))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DataError, match=r"bomb\.gz: more data bytes, expected 7840 .*padded"):
+        read_idx(bomb, IMAGES_MAGIC)
+    bomb.write_bytes(_gzip_stream(struct.pack(">IIII", IMAGES_MAGIC, 10**9, 28, 28), 2**20))
+    with pytest.raises(DataError, match=r"declares \[1000000000, 28, 28\] .*more than the file can hold"):
+        read_idx(bomb, IMAGES_MAGIC)
+    plain = write_idx(tmp_path / "plain", np.zeros((2, 28, 28), dtype=np.uint8), IMAGES_MAGIC)
+    plain.write_bytes(plain.read_bytes()[:8] + struct.pack(">II", 10**6, 10**6) + bytes(10))
+    with pytest.raises(DataError, match="more than the file can hold"):
+        read_idx(plain, IMAGES_MAGIC)

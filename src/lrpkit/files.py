@@ -161,12 +161,13 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange) == 0
 
 
-def atomic_directory(path: str | Path, fill: Callable[[Path], Any]) -> Path:
+def atomic_directory(path: str | Path, fill: Callable[[Path], Any], check: Callable[[Path], Any] | None = None) -> Path:
     """Calls ``fill(staging)`` on a fresh directory next to ``path``, then puts it in place of ``path``.
 
     An existing ``path`` is swapped with the staging directory in one atomic step where the OS can (Linux),
     and keeps its mode; elsewhere it is moved aside for the instant of the rename. Staging directories left by
-    a killed run are removed by the next one. On any error ``path`` is left as it was.
+    a killed run are removed by the next one; ``check(path)`` runs after that, before ``fill``. On any error
+    ``path`` is left as it was.
     """
     target = Path(path)
     make_directory(target.parent)
@@ -174,6 +175,8 @@ def atomic_directory(path: str | Path, fill: Callable[[Path], Any]) -> Path:
     with locked(target.parent):
         _restore_aside(target)
         remove_temporaries(target.parent, prefix)
+        if check is not None:
+            check(target)
         staging = target.with_name(prefix + temporary_path(target.parent).name)
         try:
             staging.mkdir()

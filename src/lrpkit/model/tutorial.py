@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelFileError, SpecError
-from ..files import atomic_directory
+from ..files import atomic_directory, check_output_directory
 from .network import Network, tutorial_cnn, tutorial_mlp
 
 TUTORIAL_FILE = re.compile(r"(l\d+|c\d+-\d+x\d+x\d+x\d+)-[WB]\.txt")
@@ -144,14 +144,13 @@ def export_tutorial(net: Network, path: str | Path, overwrite: bool = False) -> 
     replaced only with ``overwrite``; anything else at ``path`` is never touched.
     """
     kind = _tutorial_kind(net)
-    target = Path(path)
-    _check_target(target, overwrite)
+    target = check_output_directory(path)
 
     def fill(staging: Path) -> None:
         for i, stem in _names(net, kind):
             _write_layer(staging, stem, kind, net.body[i])
 
-    return atomic_directory(target, fill)
+    return atomic_directory(target, fill, check=lambda target: _check_target(target, overwrite))
 
 
 def _tutorial_kind(net: Network) -> str:

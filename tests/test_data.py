@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrpkit.errors import DataError
+from lrpkit.errors import DataError, SpecError
 from lrpkit.model.data import IMAGES_MAGIC, LABELS_MAGIC, idx_mnist, mnist, read_idx
 
 
@@ -107,8 +107,12 @@ def test_samples_by_index_by_iteration_and_by_class(mnist_data):
     assert image.shape == (1, 28, 28) and label == mnist_data.test.labels[3]
     pairs = list(mnist_data.test[:5])
     assert len(pairs) == 5 and all(torch.equal(x, mnist_data.test.images[k]) for k, (x, _) in enumerate(pairs))
-    digits = mnist_data.test.by_class()
-    assert torch.equal(digits.labels, torch.arange(10)) and len(mnist_data.test.by_class(3)) == 30
+    assert torch.equal(mnist_data.test.balanced(10).labels, torch.arange(10))
+    assert torch.equal(mnist_data.test.balanced(25).labels, torch.arange(25) % 10)
+    first = mnist_data.test.balanced(20)
+    assert torch.equal(first.images[:10], mnist_data.test.balanced(10).images)
+    with pytest.raises(SpecError, match=r"count must be an integer in 1\.\.1000, got 1001"):
+        mnist_data.test.balanced(1001)
 
 
 def _gzip_stream(header: bytes, zeros: int) -> bytes:

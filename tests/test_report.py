@@ -3,6 +3,7 @@
 import base64
 import csv
 import io
+import itertools
 import re
 import struct
 
@@ -70,7 +71,46 @@ def test_figures_are_pngs(case):
     width, height = png_size(report.curves_png(comparison.results))
     assert width > 300 and height > 200
     wide, tall = png_size(report.heatmaps_png(x, comparison.relevances, count=3))
-    assert wide > tall  # 3 rows, 4 columns (input + 3 methods)
+    fewer = png_size(report.heatmaps_png(x, dict(list(comparison.relevances.items())[:1]), count=3))
+    assert fewer[0] == wide and fewer[1] < tall  # 3 columns; rows: the inputs and one per method
+
+
+THIRTEEN = [
+    "deeptaylor", "zbab", "wwab", "simple", "ab(2.0)", "epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1",
+    "epsilon_alpha2_beta1_flat", "sensitivity", "integrated_gradients", "gradxinput", "random",
+]  # fmt: skip
+
+
+def test_thirteen_methods_stay_readable(case):
+    """One row per method: the figure keeps its width (and its text its size in the 1100 px wide report page)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    _, x, comparison = case
+    relevance = next(iter(comparison.relevances.values()))
+    figure = report.heatmaps_figure(x, dict.fromkeys(THIRTEEN, relevance), count=6)
+    few = report.heatmaps_figure(x, dict.fromkeys(THIRTEEN[:2], relevance), count=6)
+    assert figure.get_size_inches()[0] == few.get_size_inches()[0] and figure.get_size_inches()[0] * 100 <= 1100
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    first_column = figure.axes[::6]
+    labels = [ax.yaxis.label.get_window_extent(renderer) for ax in first_column]
+    assert [ax.get_ylabel() for ax in first_column][-4:] == [
+        "sensitivity",
+        "integrated_\ngradients",
+        "gradxinput",
+        "random",
+    ]
+    assert all(a.y0 >= b.y1 for a, b in itertools.pairwise(labels))  # top to bottom, none overlapping the next
+    assert all(
+        box.x0 >= 0 and box.x1 <= ax.get_window_extent(renderer).x0
+        for box, ax in zip(labels, first_column, strict=True)
+    )
+
+
+def test_names_are_wrapped_where_they_break():
+    assert report.wrap_name("epsilon_alpha2_beta1_flat") == "epsilon_\nalpha2_beta1_\nflat"
+    assert report.wrap_name("random") == "random"
+    assert all(len(line) <= 14 for line in report.wrap_name("x" * 40).split("\n"))
 
 
 def test_html_is_self_contained_and_escaped(case):
@@ -92,15 +132,6 @@ def test_write_report_writes_every_file_atomically(case, tmp_path):
     per_sample = list(csv.DictReader(io.StringIO(files["aopc_per_sample.csv"].read_text())))
     assert len(per_sample) == 12 and float(per_sample[3]["random"]) == comparison.results["random"].per_sample_aopc[3]
     assert (tmp_path / "out" / "report.html").read_text().count("data:image/png;base64,") == 2
-
-
-def test_parse_methods():
-    assert report.parse_methods("deeptaylor, ab:2 ,random") == ["deeptaylor", ["ab", 2.0], "random"]
-    for text, message in [("deeptaylor,nope", "unknown explanation method 'nope'"), ("ab:x", "name:number")]:
-        with pytest.raises(SpecError, match=message):
-            report.parse_methods(text)
-    with pytest.raises(SpecError, match="comma-separated"):
-        report.parse_methods("ab,")
 
 
 def test_compare_checks_everything_before_working(case):
@@ -142,12 +173,29 @@ def test_cli_writes_every_file(saved, capsys):
     rows = list(csv.DictReader(io.StringIO((out / "aopc.csv").read_text())))
     assert sorted(r["method"] for r in rows) == ["gradxinput", "random", "simple"]
     assert all(r["samples"] == "6" for r in rows)
-    assert "Comparison(" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.startswith("| method | AOPC |") and "| `simple` |" in printed and str(out / "report.html") in printed
+
+
+def test_cli_takes_every_dtype_and_the_method_syntax_of_explain(saved, capsys):
+    """A float64 model (as explain and evaluate take it) and methods as name, name:param or JSON."""
+    lrpkit.load(saved / "model").double().save(saved / "model64")
+    out = saved / "report64"
+    args = ["evaluate-methods", str(saved / "model64"), "--data", str(saved / "data"), "--out", str(out), "--n", "4"]
+    assert main([*args, "--steps", "3", "--methods", 'ab:2,["zb", ["ab", 1.5]],random']) == 0
+    rows = list(csv.DictReader(io.StringIO((out / "aopc.csv").read_text())))
+    assert sorted(r["method"] for r in rows) == ["[zb, ab(1.5)]", "ab(2.0)", "random"]
+    assert main(["explain", str(saved / "model64"), "--data", str(saved / "data"), "--out", str(saved / "e"),
+                 "--method", "ab:2", "--n", "3"]) == 0  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--methods", "deeptaylor,banana"], "unknown explanation method 'banana'"), (["--steps", "0"], "steps")],
+    [
+        (["--methods", "deeptaylor,banana"], "unknown explanation method 'banana'"),
+        (["--methods", "deeptaylor,ab:0.5"], "method ab(0.5): AlphaBeta: alpha must be a finite number >= 1.0"),
+        (["--steps", "0"], "steps"),
+    ],
 )
 def test_cli_bad_input_gives_one_line(saved, capsys, extra, message):
     args = ["evaluate-methods", str(saved / "model"), "--data", str(saved / "data"), "--out", str(saved / "o")]

@@ -166,17 +166,20 @@ BASELINES: dict[str, Baseline] = {
 
 
 def check_method(method: Any) -> None:
-    """Raises :class:`SpecError` listing the valid names if ``method`` is neither a baseline nor an LRP method."""
+    """:class:`SpecError` unless ``method`` is a baseline or an LRP method: listing the valid names for an unknown
+    name, saying what is wrong for a known rule with a bad parameter (``["ab", 0.5]``)."""
     if isinstance(method, str) and method in BASELINES:
         return
-    from .composites import PRESETS, make_rule
+    from .composites import PRESETS
+    from .composites import check_method as check_lrp
     from .rules import RULES
 
-    if isinstance(method, str) and method.lower() in PRESETS:
-        return
     try:
-        make_rule(method)
-    except SpecError:
+        check_lrp(method)
+    except SpecError as err:
+        head = method[0] if isinstance(method, (list, tuple)) and method else method
+        if not isinstance(head, str) or head.lower() in RULES:
+            raise SpecError(f"method {describe([method])[0]}: {err}") from None
         valid = ", ".join([*BASELINES, *RULES, *PRESETS])
         raise SpecError(f"unknown explanation method {method!r}; valid: {valid}") from None
 
@@ -198,13 +201,17 @@ def attribute(model: nn.Module, x: Any, target: Target, method: Any, **options: 
 
 
 def describe(methods: Sequence[Any]) -> list[str]:
-    """Display names of method specs (``["ab", 2.0]`` -> ``"ab(2.0)"``)."""
+    """Display names of method specs: ``["ab", 2.0]`` -> ``"ab(2.0)"``, a per-layer list -> ``"[zb, ab, -]"``."""
+    from .composites import _is_single
+
     names = []
     for method in methods:
         if isinstance(method, str):
             names.append(method)
-        elif isinstance(method, (list, tuple)):
+        elif isinstance(method, (list, tuple)) and _is_single(method):
             names.append(f"{method[0]}({', '.join(map(str, method[1:]))})")
+        elif isinstance(method, (list, tuple)):
+            names.append("[" + ", ".join("-" if m is None else describe([m])[0] for m in method) + "]")
         else:
             names.append(repr(method))
     return names

@@ -171,6 +171,21 @@ def _from_mapping(method: Mapping[str, Any]) -> Composite:
     return Composite(tuple(entries), rectify)
 
 
+def check_method(method: Any) -> None:
+    """:class:`SpecError` saying what is wrong unless ``method`` is an LRP method: anything :func:`composite`
+    takes, or a per-layer list of rule specs (None for layers without weights)."""
+    if isinstance(method, (list, tuple)) and method and not _is_single(method):
+        for i, entry in enumerate(method):
+            if entry is None:
+                continue
+            try:
+                make_rule(entry)
+            except SpecError as err:
+                raise SpecError(f"layer {i}: {err}") from None
+        return
+    composite(method)
+
+
 def _is_single(method: Any) -> bool:
     """``["ab", 2.0]`` (a name with parameters), as opposed to a per-layer list such as ``["zb", "ab"]``."""
     return (

@@ -61,7 +61,10 @@ def check_output_file(path: str | Path) -> Path:
     target = Path(path)
     if target.is_dir():
         raise OutputError(f"{target}: is a directory, expected a file name")
-    check_output_directory(target.parent)
+    try:
+        check_output_directory(target.parent)
+    except OutputError as err:
+        raise OutputError(f"{target}: cannot be written ({err})") from None
     return target
 
 

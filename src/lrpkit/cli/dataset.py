@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import SpecError
-from .common import method_spec
+from .common import method_help, parse_method
 
 
 def add_explain_dataset(sub: Any) -> None:
@@ -15,7 +15,7 @@ def add_explain_dataset(sub: Any) -> None:
     p.add_argument("--data", default="mnist", metavar="SOURCE", help="mnist (embedded), an IDX directory, a .npy file, "
                    "a zarr array or an image folder (one subfolder per class) (default: mnist)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="STORE", help="zarr store to write (or resume)")
-    p.add_argument("--method", default="epsilon_plus", help="a rule or preset name, or JSON such as '[\"ab\", 2.0]'")
+    p.add_argument("--method", default="epsilon_plus", help=f"the LRP method: {method_help()}")
     p.add_argument("--target", default="true", help="true, pred, all, or a class K (default: true)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per chunk and per batch (default: 256)")
     p.add_argument("--workers", type=int, help="run on Ray with this many workers (pip install 'lrpkit[ray]')")
@@ -41,7 +41,7 @@ def run_explain_dataset(args: argparse.Namespace) -> None:
     source_options = {"split": args.split, "labels": args.labels, "preprocess": _preprocess(args, net),
                       "skip_bad": args.skip_bad, "progress": not args.quiet}  # fmt: skip
     store = explain_dataset(
-        args.model if args.workers or args.address else net, args.data, args.out, method=method_spec(args.method),
+        args.model if args.workers or args.address else net, args.data, args.out, method=parse_method(args.method),
         target=_target(args.target), batch_size=args.batch_size, workers=args.workers, address=args.address,
         dtype=args.dtype, compression=args.compression, threads=args.threads, progress=not args.quiet,
         source_options=source_options,

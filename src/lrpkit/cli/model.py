@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import SpecError
-from .common import add_data, architecture, load_data
+from .common import LEARNING_RATE, PIXELS, POSITIVE, SEED, add_data, architecture, load_data
 
 # -- train / evaluate / info ---------------------------------------------------------------------
 
@@ -14,24 +14,27 @@ from .common import add_data, architecture, load_data
 def add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a network on MNIST and save it")
     p.add_argument("--arch", default="mlp", help="mlp, cnn, tutorial_mlp, tutorial_cnn, or a JSON spec file")
-    p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (new, empty, or a model)")
     add_data(p)
-    p.add_argument("--steps", type=int, help="training steps (default: 3000 for mlp, 1500 for cnn, else 2000)")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--loss", choices=["sigmoid", "softmax"], default="sigmoid")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--augment", type=int, metavar="PIXELS", help="random shifts of up to PIXELS (mlp/cnn: 1, else 0)")
+    p.add_argument("--steps", type=POSITIVE, help="training steps (default: 3000 for mlp, 1500 for cnn, else 2000)")
+    p.add_argument("--batch-size", type=POSITIVE, default=50, help="images per step")
+    p.add_argument("--lr", type=LEARNING_RATE, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--loss", choices=["sigmoid", "softmax"], default="sigmoid", help="cross-entropy of either kind")
+    p.add_argument("--seed", type=SEED, default=0, help="initialisation, batch order, shifts and dropout")
+    p.add_argument("--augment", type=PIXELS, metavar="PIXELS", help="random shifts of up to PIXELS (mlp, cnn: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from ..model.train import DEFAULT_RECIPE, RECIPES
+    from ..model.io import check_target
+    from ..model.train import DEFAULT_RECIPE, RECIPES, check_split
 
-    net = architecture(args.arch)
+    check_target(args.out)  # before any work: a directory holding anything else is refused now, not after training
     data = load_data(args)
     if data.train is None:
         raise SpecError(f"--data {args.data}: has no training files (train-images-idx3-ubyte...)")
+    check_split(data.train, architecture(args.arch, skeleton=True), f"--arch {args.arch} on --data")
+    net = architecture(args.arch)
     recipe = {**RECIPES.get(args.arch, DEFAULT_RECIPE)}
     recipe.update({k: v for k, v in (("steps", args.steps), ("augment", args.augment)) if v is not None})
     history = net.fit(
@@ -76,13 +79,15 @@ def run_info(args: argparse.Namespace) -> None:
 def add_filters(sub: Any) -> None:
     p = sub.add_parser("filters", help="draw the first layer's filters of a saved model")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--out", default="filters.png", metavar="PNG", help="picture to write (default: filters.png)")
+    p.add_argument("--out", default="filters.png", metavar="PNG", help="picture to write")
 
 
 def run_filters(args: argparse.Namespace) -> None:
+    from ..files import check_output_file
     from ..model.io import load
-    from ..pictures.grids import plot_filters
+    from ..pictures.grids import plot_filters, png_path
 
+    check_output_file(png_path(args.out))
     print(plot_filters(load(args.model), args.out))
 
 
@@ -96,8 +101,10 @@ def add_import_tutorial(sub: Any) -> None:
 
 
 def run_import_tutorial(args: argparse.Namespace) -> None:
+    from ..model.io import check_target
     from ..model.tutorial import load_tutorial
 
+    check_target(args.out)
     net = load_tutorial(args.directory)
     net.save(args.out)
     print(f"imported the {net.metadata['source']} from {args.directory}; saved to {args.out}")

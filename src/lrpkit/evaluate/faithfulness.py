@@ -274,19 +274,23 @@ class Comparison:
         return "Comparison(" + ", ".join(f"{name}={result.aopc:.4g}" for name, result in ranked) + ")"
 
 
-def compare(model: nn.Module, x: Any, target: Target, methods: Sequence[Any], **options: Any) -> Comparison:
+def compare(
+    model: nn.Module, x: Any, target: Target, methods: Sequence[Any], progress: bool | None = False, **options: Any
+) -> Comparison:
     """Explains ``x`` with every method (baseline name or LRP method spec) and runs :func:`pixel_flipping`.
 
     ``options`` go to :func:`pixel_flipping` (steps, region, fill, order, per_step, batch_size, seed, low,
-    high). All methods are checked before any work starts; relevances are kept on the CPU.
+    high). All methods are checked before any work starts; relevances are kept on the CPU. ``progress``: a
+    bar over the methods (None: on a terminal or in a notebook).
     """
     from ..attribution import attribute, check_method, describe
+    from ..progress import bar
 
     for method in methods:
         check_method(method)
     _check_compare_options(options)
     results, relevances, seconds = {}, {}, {}
-    for name, method in zip(describe(methods), methods, strict=True):
+    for name, method in bar(list(zip(describe(methods), methods, strict=True)), "methods", progress):
         start = time.perf_counter()
         relevance = attribute(model, x, target, method).detach()
         results[name] = pixel_flipping(model, x, target, relevance, **options)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -131,27 +132,47 @@ def curves_png(results: Results) -> bytes:
 
 
 def heatmaps_png(images: torch.Tensor, relevances: Mapping[str, torch.Tensor], count: int = 6) -> bytes:
-    """A grid: one row per image (the first ``count``), the input and then one heatmap per method."""
+    """A grid: the first ``count`` images in a row, then one row of heatmaps per method."""
+    return png_bytes(heatmaps_figure(images, relevances, count))
+
+
+def heatmaps_figure(images: torch.Tensor, relevances: Mapping[str, torch.Tensor], count: int = 6) -> Any:
+    """The figure of :func:`heatmaps_png`: one row per method, named on the left (wrapped at ``_``), so that its
+    width, and the size of its text in the report page, does not depend on the number of methods."""
     from matplotlib.figure import Figure
 
     from ..pictures.colormaps import heatmap
 
     count = min(count, len(images))
     names = list(relevances)
-    figure = Figure(figsize=(1.35 * (len(names) + 1), 1.45 * count), layout="constrained")
-    axes = figure.subplots(count, len(names) + 1, squeeze=False)
-    for i in range(count):
-        image = images[i].detach().cpu().double()
-        axes[i, 0].imshow(image.reshape(-1, *image.shape[-2:]).sum(0).numpy(), cmap="gray")
-        for j, name in enumerate(names, start=1):
+    shown = [images[i].detach().cpu().double() for i in range(count)]
+    figure = Figure(figsize=(1.6 + 1.15 * count, 0.2 + 1.15 * (len(names) + 1)), layout="constrained")
+    axes = figure.subplots(len(names) + 1, count, squeeze=False)
+    for i, image in enumerate(shown):
+        axes[0, i].imshow(image.reshape(-1, *image.shape[-2:]).sum(0).numpy(), cmap="gray")
+        for row, name in enumerate(names, start=1):
             relevance = relevances[name][i].detach().cpu().double().reshape(image.shape)
-            axes[i, j].imshow(heatmap(relevance.reshape(-1, *image.shape[-2:])))
-    for j, title in enumerate(["input", *names]):
-        axes[0, j].set_title(title, fontsize=8)
+            axes[row, i].imshow(heatmap(relevance.reshape(-1, *image.shape[-2:])))
+    for row, name in enumerate(["input", *names]):
+        axes[row, 0].set_ylabel(wrap_name(name), rotation=0, ha="right", va="center", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    return png_bytes(figure)
+    return figure
+
+
+def wrap_name(name: str, width: int = 14) -> str:
+    """``name`` broken into lines of at most ``width`` characters, after ``_``, ``,`` or ``(`` where possible."""
+    lines, line = [], ""
+    for part in re.findall(r"[^_,(]+[_,(]?|[_,(]", name):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+        while len(line) > width:
+            lines.append(line[:width])
+            line = line[width:]
+    return "\n".join([*lines, line] if line else lines)
 
 
 # -- the HTML page ----------------------------------------------------------------------------------
@@ -262,28 +283,6 @@ def write_report(
 
 # -- the evaluate-methods command -------------------------------------------------------------------
 
-DEFAULT_METHODS = "deeptaylor,zbab,epsilon_plus,simple,sensitivity,gradient,gradxinput,random"
-
-
-def parse_methods(text: str) -> list[Any]:
-    """``"deeptaylor,ab:2,random"`` -> ``["deeptaylor", ["ab", 2.0], "random"]`` (``name:param`` for rules)."""
-    from ..attribution import check_method
-    from ..errors import SpecError
-
-    items = [part.strip() for part in text.split(",")]
-    if not all(items):
-        raise SpecError(f"--methods: expected comma-separated method names, got {text!r}")
-    methods: list[Any] = []
-    for item in items:
-        name, *params = item.split(":")
-        try:
-            method = [name, *map(float, params)] if params else name
-        except ValueError:
-            raise SpecError(f"--methods: {item!r} is not name or name:number") from None
-        check_method(method)
-        methods.append(method)
-    return methods
-
 
 def evaluate_methods(
     model: Any,
@@ -294,23 +293,30 @@ def evaluate_methods(
     target: str = "pred",
     seed: int = 0,
     details: Mapping[str, Any] | None = None,
+    progress: bool | None = False,
     **options: Any,
 ) -> tuple[Comparison, dict[str, Path]]:
     """Pixel flipping of ``n`` images of ``split`` (a seeded random subset) for every method; writes the report.
 
-    ``target``: ``"pred"`` (the predicted class) or ``"true"`` (the true label). ``options`` go to
-    :func:`lrpkit.evaluate.pixel_flipping`; ``details`` (e.g. the model path) head the report's settings.
+    ``target``: ``"pred"`` (the predicted class) or ``"true"`` (the true label). The images are put on the
+    model's dtype and device. ``options`` go to :func:`lrpkit.evaluate.pixel_flipping`; ``details`` (e.g. the
+    model path) head the report's settings; ``progress``: a bar over the methods (None: on a terminal).
     """
-    from ..errors import SpecError
     from .faithfulness import compare
 
-    if target not in ("pred", "true"):
-        raise SpecError(f"target must be 'pred' or 'true', got {target!r}")
+    checks.choice(target, "target", ("pred", "true"))
     checks.positive_int(n, "n")
-    pick = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n]
-    images, labels = split.images[pick], split.labels[pick]
-    comparison = compare(model, images, labels if target == "true" else "pred", methods, seed=seed, **options)
+    pick = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(checks.seed(seed)))[:n]
+    images, labels = _like_model(model, split.images[pick]), split.labels[pick]
+    target = labels.to(images.device) if target == "true" else "pred"
+    comparison = compare(model, images, target, methods, seed=seed, progress=progress, **options)
     first = next(iter(comparison.results.values()))
     settings = {**(details or {}), "samples": len(images), "target": target, "steps": first.curves.shape[1] - 1}
     settings |= {"region": first.region, "order": first.order, "fill": first.fill, "seed": seed}
     return comparison, write_report(out, comparison, images, details=settings)
+
+
+def _like_model(model: Any, images: torch.Tensor) -> torch.Tensor:
+    """``images`` in the dtype and on the device of the model's parameters (as ``explain`` and ``evaluate`` do)."""
+    param = next(model.parameters(), None)
+    return images if param is None else images.to(param.device, param.dtype)

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import checks
 from ..errors import TargetError
 from ..files import atomic_write
+from .classes import plot_classes
 from .colormaps import colormap, to_numpy
-from .grids import as_input, check_labels, plot_classes, visualize
+from .grids import as_input, check_labels, visualize
 
 TARGET_WORDS = ("true", "pred", "all", "none")
 
@@ -56,12 +56,6 @@ def parse_target(target: Any, classes: int) -> str | int | None:
     return int(target)
 
 
-def spread(total: int, count: int, what: str = "count") -> np.ndarray:
-    """``count`` indices spread evenly over ``0..total-1`` (one per class in a split sorted by class)."""
-    checks.integer(count, f"{what} (a number of images)", minimum=1, maximum=total)
-    return np.linspace(0, total - 1, count).round().astype(np.int64)
-
-
 def _stem(target: str | int | None) -> str:
     names = {"true": "correct_class", "pred": "predicted_class", "all": "all_classes", None: "nothing"}
     return names.get(target, f"class_{target}")  # type: ignore[arg-type]
@@ -71,9 +65,10 @@ def _heatmap_files(relevance: np.ndarray, target: str | int | None, out: Path, c
     """One grid per explained class: ``class_K.png`` for every K ("all"), else one file named after the target."""
     ncols = min(len(relevance), 10)
     if target != "all":
-        return [visualize(relevance, cmap, out / f"{_stem(target)}.png", ncols, zoom=zoom)]
+        return [visualize(relevance, cmap, out / f"{_stem(target)}.png", ncols, zoom=zoom, symmetric=True)]
     return [
-        visualize(relevance[:, k], cmap, out / f"class_{k}.png", ncols, zoom=zoom) for k in range(relevance.shape[1])
+        visualize(relevance[:, k], cmap, out / f"class_{k}.png", ncols, zoom=zoom, symmetric=True)
+        for k in range(relevance.shape[1])
     ]
 
 
@@ -92,16 +87,20 @@ def explain_to_files(
     cmap: str = "heatmap",
     zoom: int = 3,
     class_grid: bool = True,
+    progress: bool | None = False,
 ) -> Explained:
     """Explains ``x`` for ``target`` and writes into ``out``: ``x.png`` (inputs), the heatmap grid(s), the raw
     relevance (``.npy``, float64) and, with ``class_grid``, ``classes.png`` (:func:`plot_classes`).
 
     ``target``: ``"true"`` (needs ``labels``; ``correct_class.png``), ``"pred"`` (``predicted_class.png``),
-    ``"all"`` (``class_0.png`` ...), ``"none"`` (``nothing.png``) or a class K (``class_K.png``).
+    ``"all"`` (``class_0.png`` ...), ``"none"`` (``nothing.png``) or a class K (``class_K.png``). Heatmaps keep
+    the sign of the relevance in every colour map (0 is the map's neutral colour; mid-gray for ``gray``).
+    ``progress``: a bar over the stages (None: on a terminal or in a notebook).
     """
     import torch
 
     from ..engine import layerwise_lrp
+    from ..progress import bar
 
     colormap(cmap)  # unknown names fail before the work
     x, out = as_input(net, x), Path(out)
@@ -112,12 +111,17 @@ def explain_to_files(
     if target == "true" and truth is None:
         raise TargetError("target 'true' needs the true labels (labels=...)")
     engine_target = torch.as_tensor(truth, device=x.device) if target == "true" else target
-    layers = layerwise_lrp(net, x, engine_target, method)
-    relevance, start = to_numpy(layers[0], "relevance"), to_numpy(layers[-1], "relevance").sum(axis=-1)
-    totals = relevance.reshape(*start.shape, -1).sum(axis=-1)
-    files = [visualize(x, "gray", out / "x.png", min(len(x), 10), zoom=zoom)]
-    files += _heatmap_files(relevance, target, out, cmap, zoom)
-    files.append(write_npy(relevance, out / f"{_stem(target)}.npy"))
-    if class_grid:
-        files.append(plot_classes(net, x, method, out / "classes.png", labels=truth, cmap=cmap))
+    with bar(None, "explain", progress, total=4 if class_grid else 3) as stages:
+        layers = layerwise_lrp(net, x, engine_target, method)
+        relevance, start = to_numpy(layers[0], "relevance"), to_numpy(layers[-1], "relevance").sum(axis=-1)
+        totals = relevance.reshape(*start.shape, -1).sum(axis=-1)
+        stages.update()
+        files = [visualize(x, "gray", out / "x.png", min(len(x), 10), zoom=zoom)]
+        files += _heatmap_files(relevance, target, out, cmap, zoom)
+        stages.update()
+        files.append(write_npy(relevance, out / f"{_stem(target)}.npy"))
+        stages.update()
+        if class_grid:
+            files.append(plot_classes(net, x, method, out / "classes.png", labels=truth, cmap=cmap))
+            stages.update()
     return Explained(tuple(files), relevance, start, np.abs(totals - start))

@@ -1,4 +1,5 @@
-"""Pictures: heatmap grids (``visualize``), class grids (``plot_classes``) and first-layer filters (``plot_filters``).
+"""Pictures: heatmap grids (``visualize``) and first-layer filters (``plot_filters``); see ``classes`` for the grid
+of every class.
 
 The colouring is done by the pure functions of :mod:`lrpkit.colormaps`; this module adds the layouts and the
 files. Every file is written to a temporary name in the target directory and renamed into place, so a
@@ -193,83 +194,3 @@ def plot_filters(net: Any, path: str | Path, ncols: int | None = None, zoom: int
     filters = first_layer_filters(net)
     factor = zoom if zoom is not None else max(1, math.ceil(56 / filters.shape[1]))
     return write_png(grid(_zoom(shared_gray(filters), factor), ncols, pad=2, fill=FILTER_FILL), path)
-
-
-# -- the class grid ----------------------------------------------------------------------------------
-
-
-def _class_row(relevance: np.ndarray, label: int, cmap: str) -> list[np.ndarray]:
-    """One sample's heatmaps, one colour scale: the given class, every class, then "nothing" (all zero)."""
-    images = as_images(relevance, "relevance")
-    colored = heatmap(
-        np.concatenate([images[label : label + 1], images, np.zeros_like(images[:1])]), cmap, normalize="batch"
-    )
-    return list(colored)
-
-
-def plot_classes(
-    net: Any,
-    x: Any,
-    method: Any = "simple",
-    path: str | Path = "classes.png",
-    labels: Any = None,
-    cmap: str = "heatmap",
-) -> Path:
-    """Writes a figure with one row per sample of ``x``: the input, the heatmap of the true class (the
-    predicted one without ``labels``), the heatmap of every class, and of "nothing" (zero relevance).
-
-    All heatmaps of a row share one colour scale, so weakly explained classes look weak; titles give the
-    true and predicted class and each class's score (logit). One engine call with ``target="all"``.
-    """
-    import torch
-
-    x = as_input(net, x)
-    with torch.no_grad():
-        logits = to_numpy(net(x), "logits")
-    count, classes = logits.shape
-    truth = check_labels(labels, count, classes)
-    predicted = logits.argmax(axis=1)
-    from ..engine import lrp
-
-    relevance = to_numpy(lrp(net, x, "all", method), "relevance")
-    inputs = heatmap(as_images(x), "gray")
-    figure = _figure(count, classes + 3)
-    for i in range(count):
-        label = predicted[i] if truth is None else truth[i]
-        images = [inputs[i], *_class_row(relevance[i], int(label), cmap)]
-        titles = _row_titles(logits[i], truth, i, int(label))
-        for ax, image, title in zip(figure.axes[i * (classes + 3) :], images, titles, strict=False):
-            _show(ax, image, title, bold=title.startswith(f"{predicted[i]}:"))
-    figure.suptitle(f"LRP {_method_name(method)}: rows share one colour scale; titles: class: logit", fontsize=9)
-    return save_figure(figure, path)
-
-
-def _row_titles(logits: np.ndarray, truth: np.ndarray | None, i: int, label: int) -> list[str]:
-    predicted = int(logits.argmax())
-    first = f"pred {predicted}" if truth is None else f"true {truth[i]}, pred {predicted}"
-    which = "pred" if truth is None else "true"
-    classes = [f"{k}: {score:.2f}" for k, score in enumerate(logits)]
-    return [first, f"{which} class {label}", *classes, "nothing"]
-
-
-def _figure(rows: int, cols: int) -> Any:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(1.0 * cols, 1.15 * rows + 0.35), layout="constrained")
-    figure.subplots(rows, cols, squeeze=False)
-    return figure
-
-
-def _show(ax: Any, image: np.ndarray, title: str, bold: bool = False) -> None:
-    ax.imshow(image, interpolation="nearest")
-    ax.set_title(title, fontsize=7, fontweight="bold" if bold else "normal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():  # a thin frame, so that an all-neutral heatmap is still seen as one
-        spine.set_color("0.8")
-        spine.set_linewidth(0.5)
-
-
-def _method_name(method: Any) -> str:
-    text = method if isinstance(method, str) else repr(method)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -105,6 +105,39 @@ def test_explain_none_is_neutral_and_class_k_is_named(setup, tmp_path, capsys) -
     assert (out / "class_7.png").is_file() and np.load(out / "class_7.npy").shape == (3, 1, 28, 28)
 
 
+def test_gray_keeps_the_sign_of_the_relevance(setup, tmp_path, capsys) -> None:
+    """Gray is for inputs (min..max); on relevance 0 stays mid-gray, so negative and positive stay apart."""
+    out, _ = _explain(setup, tmp_path, capsys, "--method", "simple", "--cmap", "gray", "--n", "1")
+    relevance = np.load(out / "correct_class.npy")[0, 0]
+    assert (relevance > 0).any() and (relevance < 0).any()
+    levels = _png(out / "correct_class.png")[::3, ::3, 0].astype(float)  # one gray level per pixel (zoom 3)
+    expected = np.round((relevance / np.abs(relevance).max() * 0.5 + 0.5) * 255)
+    np.testing.assert_array_equal(levels, expected)
+    assert (levels[relevance > 0] >= 128).all() and (levels[relevance < 0] <= 128).all()
+
+
+def test_a_killed_explain_leaves_no_empty_temporary_files(setup, tmp_path) -> None:
+    """Every file is rendered in memory and only then written: a kill leaves no half-made or empty file behind."""
+    import os
+    import random
+    import signal
+    import time
+
+    model, data, _ = setup
+    argv = ["explain", str(model), "--data", str(data), "--out", str(tmp_path / "out"), "--n", "30", "--target", "all"]
+    rng = random.Random(0)
+    for _ in range(8):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(main(argv))
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if (tmp_path / "out").exists():
+            empty = [p.name for p in (tmp_path / "out").iterdir() if p.stat().st_size == 0]
+            assert empty == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

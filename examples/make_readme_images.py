@@ -20,7 +20,8 @@ from lrpkit.pictures.grids import save_figure
 
 def quickstart(net: lrpkit.Network, out: Path) -> list[Path]:
     data = lrpkit.mnist()
-    x, y = data.test.images[::100], data.test.labels[::100]  # one test image per class
+    digits = data.test.balanced(10)  # one test image per digit, 0 to 9
+    x, y = digits.images, digits.labels
     R = net.lrp(x, y, "deeptaylor")  # relevance of the true class, x's shape
     return [
         lrpkit.visualize(x, "gray", out / "x.png", ncols=10, zoom=2),
@@ -36,7 +37,8 @@ def methods_figure(net: lrpkit.Network, out: Path) -> Path:
     from matplotlib.figure import Figure
 
     data = lrpkit.mnist()
-    x, y = data.test.images[::200], data.test.labels[::200]
+    sample = data.test.balanced(10)[::2]  # the digits 0, 2, 4, 6 and 8
+    x, y = sample.images, sample.labels
     methods = ["simple", "deeptaylor", ["ab", 2.0], "epsilon_plus_flat"]
     figure = Figure(figsize=(6.2, 1.0 + 1.25 * len(methods)), layout="constrained")
     axes = figure.subplots(len(methods), len(x), squeeze=False)

@@ -105,6 +105,9 @@ def test_batches_are_seeded_and_cover_the_split(mnist_data):
 def test_samples_by_index_by_iteration_and_by_class(mnist_data):
     image, label = mnist_data.test[3]
     assert image.shape == (1, 28, 28) and label == mnist_data.test.labels[3]
+    assert torch.equal(mnist_data.test[np.int64(3)][0], image) and torch.equal(
+        mnist_data.test[-1][0], mnist_data.test.images[-1]
+    )
     pairs = list(mnist_data.test[:5])
     assert len(pairs) == 5 and all(torch.equal(x, mnist_data.test.images[k]) for k, (x, _) in enumerate(pairs))
     assert torch.equal(mnist_data.test.balanced(10).labels, torch.arange(10))

@@ -79,7 +79,7 @@ class Split:
 
     def __getitem__(self, index: int | slice | torch.Tensor) -> Any:
         """``split[i]``: one ``(image, label)`` pair; ``split[a:b]`` or an index tensor: a smaller :class:`Split`."""
-        if isinstance(index, int) or (isinstance(index, torch.Tensor) and index.dim() == 0):
+        if isinstance(index, (int, np.integer)) or (isinstance(index, torch.Tensor) and index.dim() == 0):
             return self.images[index], self.labels[index]
         return Split(self.images[index], self.labels[index], self.classes, self.seed)
 

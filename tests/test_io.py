@@ -118,6 +118,14 @@ def test_non_finite_weights_are_never_saved(saved):
     assert _weights(path).read_bytes() == before
 
 
+def test_metadata_that_is_not_json_is_refused_before_writing(tmp_path):
+    net = lrpkit.mlp()
+    net.metadata["weights"] = torch.zeros(2)
+    with pytest.raises(ModelFileError, match="metadata must hold JSON values only"):
+        net.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
 def test_models_of_format_version_1_still_load_and_are_replaced_cleanly(saved, tmp_path):
     net, _ = saved
     old = tmp_path / "old"

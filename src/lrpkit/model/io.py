@@ -95,6 +95,10 @@ def save(net: Network, path: str | Path, overwrite: bool = True) -> Path:
     target = check_target(path, overwrite)
     tensors = _tensors(net)
     spec = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "lrpkit_version": __version__, **net.spec()}
+    try:
+        json.dumps(checks.mapping(net.metadata, "metadata", ModelFileError))
+    except TypeError as err:
+        raise ModelFileError(f"refusing to save: the metadata must hold JSON values only ({err})") from None
     make_directory(target)
     with locked(target):
         check_target(target, overwrite)  # again, now that no other saver can change the directory

@@ -116,6 +116,8 @@ def test_gray_keeps_the_sign_of_the_relevance(setup, tmp_path, capsys) -> None:
     assert (levels[relevance > 0] >= 128).all() and (levels[relevance < 0] <= 128).all()
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # Python >= 3.12
 def test_a_killed_explain_leaves_no_empty_temporary_files(setup, tmp_path) -> None:
     """Every file is rendered in memory and only then written: a kill leaves no half-made or empty file behind."""
     import os

@@ -22,7 +22,10 @@ from safetensors.torch import save_file
 import lrpkit
 from lrpkit.errors import LrpkitError
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="needs fork and /proc")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="needs fork and /proc"),
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),  # Python >= 3.12
+]
 
 NETS = [lrpkit.Network([lrpkit.Linear(32), lrpkit.ReLU(), lrpkit.Linear(10)], seed=k) for k in range(3)]
 X = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))

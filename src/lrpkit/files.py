@@ -85,12 +85,32 @@ def write_bytes(path: str | Path, data: bytes, sync: bool = False) -> Path:
     ``sync``: flush the data to the disk before the rename (for files that must survive a power cut).
     Readers see the old file or the new one, never a part; errors name ``path``, not the temporary file.
     """
-    target = Path(path)
+    return _stream(Path(path), lambda file: file.write(data), sync)
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[IO[bytes]], Any], sync: bool = False, in_memory: bool = False
+) -> Path:
+    """Calls ``write(file)`` on a temporary file next to ``path``, then renames it to ``path``.
+
+    ``in_memory``: ``write`` fills an in-memory buffer first, and only the finished content touches the disk,
+    so that a killed process leaves no empty or half-written file (for pictures, arrays, reports). Otherwise
+    the content streams to the temporary file (for files too large to hold in memory); a failing ``write``
+    removes it, a killed one may leave it, named as :data:`TEMPORARY`. Errors name ``path``.
+    """
+    if in_memory:
+        buffer = io.BytesIO()
+        write(buffer)
+        return write_bytes(path, buffer.getvalue(), sync=sync)
+    return _stream(Path(path), write, sync)
+
+
+def _stream(target: Path, write: Callable[[IO[bytes]], Any], sync: bool) -> Path:
     make_directory(target.parent)
     temporary = temporary_path(target.parent)
     try:
         with open(temporary, "xb") as file:
-            file.write(data)
+            write(file)
             if sync:
                 file.flush()
                 os.fsync(file.fileno())
@@ -102,16 +122,6 @@ def write_bytes(path: str | Path, data: bytes, sync: bool = False) -> Path:
             raise OutputError(f"{target}: cannot write ({err.strerror or err})") from None
         raise
     return target
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], sync: bool = False) -> Path:
-    """Calls ``write(buffer)`` on an in-memory buffer, then :func:`write_bytes` it to ``path``.
-
-    Nothing touches the disk until the content is complete, so a failing or killed ``write`` leaves no file.
-    """
-    buffer = io.BytesIO()
-    write(buffer)
-    return write_bytes(path, buffer.getvalue(), sync=sync)
 
 
 def sync_directory(directory: Path) -> None:

@@ -258,7 +258,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Writes ``aopc.md``, ``aopc.csv``, ``aopc_per_sample.csv``, ``curves.png``, ``heatmaps.png`` (with
     ``images``) and ``report.html``."""
-    from ..files import atomic_write
+    from ..files import write_bytes
 
     reference = reference_method(comparison.results)
     table = rows(comparison, reference)
@@ -274,11 +274,7 @@ def write_report(
         "report.html": html_page(title, table, figures, dict(details or {}), reference).encode(),
     }
     out = Path(out)
-    return {
-        name: atomic_write(out / name, lambda file, data=data: file.write(data))
-        for name, data in texts.items()
-        if data is not None
-    }
+    return {name: write_bytes(out / name, data) for name, data in texts.items() if data is not None}
 
 
 # -- the evaluate-methods command -------------------------------------------------------------------

@@ -54,7 +54,7 @@ def plot_classes(
         rows.append(([inputs[i], *_class_row(relevance[i], label, cmap)], _row_titles(scores, truth, i, label)))
     heading = f"LRP {_method_name(method)}: rows share one colour scale; titles: class: logit"
     image = _draw(rows, heading)
-    return atomic_write(png_path(path), lambda file: image.save(file, format="PNG"))
+    return atomic_write(png_path(path), lambda file: image.save(file, format="PNG"), in_memory=True)
 
 
 def _class_row(relevance: np.ndarray, label: int, cmap: str) -> list[np.ndarray]:

@@ -74,7 +74,7 @@ def _heatmap_files(relevance: np.ndarray, target: str | int | None, out: Path, c
 
 def write_npy(array: np.ndarray, path: str | Path) -> Path:
     """Saves ``array`` as a ``.npy`` file, atomically."""
-    return atomic_write(path, lambda file: np.save(file, array, allow_pickle=False))
+    return atomic_write(path, lambda file: np.save(file, array, allow_pickle=False), in_memory=True)
 
 
 def explain_to_files(

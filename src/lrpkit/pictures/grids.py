@@ -41,7 +41,7 @@ def write_png(rgb: np.ndarray, path: str | Path) -> Path:
         raise InputError(f"write_png needs an RGB image (H, W, 3), got shape {rgb.shape}")
     pixels = np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
     image = Image.fromarray(pixels)
-    return atomic_write(png_path(path), lambda file: image.save(file, format="PNG"))
+    return atomic_write(png_path(path), lambda file: image.save(file, format="PNG"), in_memory=True)
 
 
 def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
@@ -49,7 +49,7 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
-    return atomic_write(png_path(path), lambda file: figure.savefig(file, format="png", dpi=dpi))
+    return atomic_write(png_path(path), lambda file: figure.savefig(file, format="png", dpi=dpi), in_memory=True)
 
 
 # -- batches of images ------------------------------------------------------------------------------

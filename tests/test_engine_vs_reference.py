@@ -169,7 +169,22 @@ def test_report_on_success(fixed):
     report = net.test(x, atol=1e-12)
     assert report.ok and report.max_abs_diff <= 1e-12
     assert [c.label for c in report.checks][:2] == ["input", "output of layer 0: Identity()"]
-    assert "ok  output of layer 6: Linear(in=4, out=3)" in str(report)
+    assert "ok    output of layer 6: Linear(in=4, out=3)" in str(report)
+
+
+def test_trained_float32_network_passes_with_default_tolerances():
+    """The README's ``net.test(x)`` on an ordinary float32 model: tolerances fit the dtype, not float64's."""
+    from lrpkit.model.train import fit
+
+    torch.manual_seed(0)
+    net, data = lrpkit.cnn(), lrpkit.data.mnist()
+    fit(net, data.train, steps=100, progress=False)
+    x = data.test.images[:16]
+    assert net.test(x).rtol == pytest.approx(10 * np.finfo(np.float32).eps ** 0.5)
+    report = net.test(x, "epsilon_plus")
+    assert report.ok and 0 < report.max_abs_diff
+    with pytest.raises(MismatchError):  # the float64 tolerances are too tight for float32 rounding
+        net.test(x, "epsilon_plus", atol=1e-10, rtol=1e-10)
 
 
 def test_get_numpy_deeptaylor(fixed):

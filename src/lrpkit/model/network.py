@@ -229,11 +229,14 @@ class Network(nn.Module):
 
         return from_network(self)
 
-    def test(self, x: torch.Tensor, method: Any = None, target: Any = "pred", atol: float = 1e-5, **kwargs: Any):
+    def test(
+        self, x: torch.Tensor, method: Any = None, target: Any = "pred", atol: float | None = None, **kwargs: Any
+    ):
         """Compares torch and NumPy layer by layer: every output, or with ``method`` every layerwise relevance.
 
         Returns the per-layer report; raises :class:`lrpkit.reference.MismatchError` naming the first layer
-        that differs by more than ``atol`` (+ ``rtol`` * its scale). ``bounds``/``maxpool`` go to both sides.
+        that differs by more than ``atol`` + ``rtol`` * its scale (left out: tolerances that fit the dtype,
+        ``rtol = 10 sqrt(eps)``). ``bounds``/``maxpool`` go to both sides.
         """
         from ..reference import check_network
 

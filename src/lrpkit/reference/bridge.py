@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TargetError
-from .compare import Report, compare
+from .compare import Report, compare, tolerances
 from .interpreter import ReferenceGraph
 from .network import ReferenceNetwork
 
@@ -31,9 +31,18 @@ def from_network(net: Any) -> ReferenceNetwork:
 
 
 def check_network(
-    net: Any, x: Any, method: Any = None, target: Any = "pred", atol: float = 1e-5, rtol: float = 0.0, **options: Any
+    net: Any,
+    x: Any,
+    method: Any = None,
+    target: Any = "pred",
+    atol: float | None = None,
+    rtol: float | None = None,
+    **options: Any,
 ) -> Report:
     """Compares torch and NumPy layer by layer: outputs (``method=None``) or ``net.layerwise_lrp`` relevances.
+
+    A layer passes when ``max |ours - twin| <= atol + rtol * max |twin|``; tolerances left out fit the input's
+    dtype (:func:`lrpkit.reference.compare.tolerances`).
 
     Returns the :class:`Report`; raises :class:`MismatchError` naming the first layer that differs (for
     relevances: the first walking back from the logits, where a wrong rule shows up first).
@@ -41,6 +50,7 @@ def check_network(
     """
     x = net.check_input(x)
     twin, xn = from_network(net), to_array(x)
+    atol, rtol = tolerances(xn.dtype, atol, rtol)
     if method is None:
         ours, theirs = net.activations(x), twin.activations(xn)
         labels = ["input", *(f"output of layer {i}: {layer!r}" for i, layer in enumerate(twin.layers))]
@@ -69,14 +79,16 @@ def check_model(
     x: Any,
     method: Any = "simple",
     target: Any = "pred",
-    atol: float = 1e-5,
-    rtol: float = 0.0,
+    atol: float | None = None,
+    rtol: float | None = None,
     **options: Any,
 ) -> Report:
-    """Engine vs NumPy twin on any model: the relevance at every node (``lrpkit.layerwise_lrp``'s mapping)."""
+    """Engine vs NumPy twin on any model: the relevance at every node (``lrpkit.layerwise_lrp``'s mapping),
+    within ``atol + rtol * max |twin|`` per node (defaults that fit the input's dtype, as :func:`check_network`)."""
     from ..engine.walk import layerwise_lrp
 
     twin = from_model(model, x)
+    atol, rtol = tolerances(to_array(x).dtype, atol, rtol)
     ours = layerwise_lrp(model, x, target, method, **options)
     theirs = twin.layerwise_lrp(to_array(x), to_array(target), method, **_numpy_options(options))
     names = list(theirs)

@@ -530,3 +530,19 @@ def test_gamma_and_alphabeta_treat_negative_inputs_by_their_definition():
         positive = lrpkit.lrp(nn.Sequential(layer), F.relu(x), "pred", rule)
         torch.testing.assert_close(relu_first, positive)
         assert not torch.allclose(split, positive)
+
+
+def test_conservation_gap_per_sample_and_class_for_every_class():
+    """One measure for one target and for ``"all"``: row k of the "all" gaps is the gap of target k alone."""
+    from lrpkit.engine import conservation_gap
+
+    net = lrpkit.mlp().double()
+    x = torch.rand(3, 784, dtype=F64, generator=torch.Generator().manual_seed(1))
+    every = net.layerwise_lrp(x, "all", "epsilon")
+    gaps = conservation_gap(every[0], every[-1])
+    assert gaps.shape == (3, 10)
+    for k in (0, 7):
+        R = net.layerwise_lrp(x, k, "epsilon")
+        torch.testing.assert_close(gaps[:, k], conservation_gap(R[0], R[-1]))
+    with pytest.raises(lrpkit.errors.InputError, match="do not start with"):
+        conservation_gap(every[0][:2], every[-1])

@@ -7,7 +7,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    **dict.fromkeys(["RelevanceWarning", "conservation_gap", "explain", "graph_of", "layerwise_lrp", "lrp"], "walk"),
+    **dict.fromkeys(["RelevanceWarning", "conservation_gap", "explain", "graph_of", "layerwise_lrp", "lrp", "totals"], "walk"),
     **dict.fromkeys(["register_module", "register_op"], "extend"),
 }
 __all__ = sorted(_EXPORTS)

@@ -110,11 +110,23 @@ def layerwise_lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simpl
     return {name: _public(R, every) for name, R in result.nodes.items()}
 
 
+def totals(relevance: Tensor, dims: int = 1) -> Tensor:
+    """``Σ relevance`` over all but the first ``dims`` axes, in float64: the one measure behind every
+    conservation check (per sample, or per sample and class for ``target="all"``)."""
+    return relevance.detach().to(torch.float64).reshape(*relevance.shape[:dims], -1).sum(-1)
+
+
 def conservation_gap(heatmaps: Tensor, relevance: Tensor) -> Tensor:
-    """Per sample ``|sum(heatmap) - sum(relevance)|``: how much relevance the explanation lost or created."""
-    if heatmaps.shape[0] != relevance.shape[0]:
-        raise InputError(f"heatmaps ({heatmaps.shape[0]} samples) and relevance ({relevance.shape[0]}) differ")
-    return (heatmaps.flatten(1).sum(1) - relevance.reshape(relevance.shape[0], -1).sum(1)).abs()
+    """``|Σ heatmap - Σ R_top|`` per explained map: how much relevance the explanation lost or created.
+
+    ``relevance``: the readout relevance ``(N, C)`` (``(N, C, C)`` for ``target="all"``: one gap per sample and
+    class) or its totals ``(N,)``/``(N, C)`` already summed over the classes.
+    """
+    dims = max(relevance.dim() - 1, 1)
+    start = totals(relevance, dims) if relevance.dim() > 1 else relevance.detach().to(torch.float64)
+    if tuple(heatmaps.shape[:dims]) != tuple(start.shape):
+        raise InputError(f"heatmaps {tuple(heatmaps.shape)} do not start with the relevance's {tuple(start.shape)}")
+    return (totals(heatmaps, dims) - start).abs()
 
 
 # -- one explanation ---------------------------------------------------------------------------------------------

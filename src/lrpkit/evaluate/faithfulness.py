@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import checks
 from ..attribution import Target, check_x, model_scores, target_filter
+from ..engine import totals
 from ..errors import InputError, SpecError
 
 ORDERS = ("morf", "lerf", "random")
@@ -51,7 +52,7 @@ def conservation(relevances: Sequence[torch.Tensor]) -> torch.Tensor:
         if not isinstance(r, torch.Tensor) or r.dim() == 0 or r.shape[0] != n:
             shape = tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__
             raise InputError(f"relevance {k}: expected a tensor of shape ({n}, ...), got {shape}")
-    sums = torch.stack([r.detach().to(torch.float64).reshape(n, -1).sum(1) for r in relevances], dim=1)
+    sums = torch.stack([totals(r) for r in relevances], dim=1)
     ratio = sums[:, :-1] / sums[:, 1:]
     return torch.where((sums[:, :-1] == 0) & (sums[:, 1:] == 0), torch.ones_like(ratio), ratio)
 

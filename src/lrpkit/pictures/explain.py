@@ -99,7 +99,7 @@ def explain_to_files(
     """
     import torch
 
-    from ..engine import layerwise_lrp
+    from ..engine import conservation_gap, layerwise_lrp
     from ..progress import bar
 
     colormap(cmap)  # unknown names fail before the work
@@ -114,7 +114,7 @@ def explain_to_files(
     with bar(None, "explain", progress, total=4 if class_grid else 3) as stages:
         layers = layerwise_lrp(net, x, engine_target, method)
         relevance, start = to_numpy(layers[0], "relevance"), to_numpy(layers[-1], "relevance").sum(axis=-1)
-        totals = relevance.reshape(*start.shape, -1).sum(axis=-1)
+        gap = to_numpy(conservation_gap(layers[0], layers[-1]), "conservation gap")
         stages.update()
         files = [visualize(x, "gray", out / "x.png", min(len(x), 10), zoom=zoom)]
         files += _heatmap_files(relevance, target, out, cmap, zoom)
@@ -124,4 +124,4 @@ def explain_to_files(
         if class_grid:
             files.append(plot_classes(net, x, method, out / "classes.png", labels=truth, cmap=cmap))
             stages.update()
-    return Explained(tuple(files), relevance, start, np.abs(totals - start))
+    return Explained(tuple(files), relevance, start, gap)

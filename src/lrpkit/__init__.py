@@ -26,6 +26,7 @@ from .errors import (  # noqa: F401 (re-exported)
     TargetError,
     TrainingError,
 )
+from .lazy import exports
 
 __version__ = "0.1.0"
 
@@ -136,14 +137,13 @@ _ERRORS = [
 __all__ = sorted([*_EXPORTS, *_ERRORS, "__version__"])
 
 
+_exported = exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES or name in _ALIASES:
         return import_module(f"{__name__}.{_ALIASES.get(name, name)}")
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lrpkit' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
+    value = globals()[name] = _exported(name)
     return value
 
 

@@ -4,8 +4,7 @@
 (:mod:`.work`; on Ray: :mod:`.distributed`) into a store (:mod:`.store`; HDF5 export: :mod:`.export`).
 """
 
-from importlib import import_module
-from typing import Any
+from ..lazy import exports
 
 _EXPORTS = {
     "explain_dataset": "run",
@@ -20,9 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lrpkit.jobs' has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
+__getattr__ = exports(__name__, _EXPORTS)

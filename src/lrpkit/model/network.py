@@ -229,9 +229,7 @@ class Network(nn.Module):
 
         return from_network(self)
 
-    def test(
-        self, x: torch.Tensor, method: Any = None, target: Any = "pred", atol: float | None = None, **kwargs: Any
-    ):
+    def test(self, x: torch.Tensor, method: Any = None, target: Any = "pred", atol: float | None = None, **kwargs: Any):
         """Compares torch and NumPy layer by layer: every output, or with ``method`` every layerwise relevance.
 
         Returns the per-layer report; raises :class:`lrpkit.reference.MismatchError` naming the first layer

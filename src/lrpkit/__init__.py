@@ -2,7 +2,7 @@
 
 Names and submodules are imported lazily (PEP 562), so ``import lrpkit`` is cheap and ``import
 lrpkit.reference`` stays free of torch. The layers, each importing only from those above it in this list:
-``errors``/``checks``/``files``/``progress``; ``rules``/``composites``; ``engine``; ``reference``; ``model``;
+``errors``/``checks``/``files``/``progress``/``lazy``; ``rules``/``composites``; ``engine``; ``reference``; ``model``;
 ``attribution``/``evaluate``; ``pictures``; ``jobs``/``analysis``; ``cli``.
 """
 

@@ -202,3 +202,21 @@ def test_one_method_syntax():
 def test_console_script_runs_as_module():
     done = subprocess.run([sys.executable, "-m", "lrpkit.cli", "info", "/nope"], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("lrpkit: error:")
+
+
+def test_help_names_every_architecture():
+    from lrpkit.cli.model import ARCHITECTURE_NAMES
+
+    assert ARCHITECTURE_NAMES.split(", ") == list(lrpkit.ARCHITECTURES)
+
+
+def test_train_and_explain_the_resnet(data, tmp_path, capsys):
+    out = tmp_path / "resnet"
+    assert main(["train", "--arch", "resnet", "--out", str(out), "--data", str(data / "mnist"), "--steps", "3",
+                 "--quiet"]) == 0  # fmt: skip
+    net = lrpkit.load(out)
+    assert any(type(spec).__name__ == "Residual" for spec in net.specs)
+    pictures = tmp_path / "pictures"
+    assert main(["explain", str(out), "--data", str(data / "mnist"), "--n", "4", "--out", str(pictures)]) == 0
+    assert "conservation error" in capsys.readouterr().out
+    assert (pictures / "x.png").is_file()

@@ -11,12 +11,16 @@ from .common import LEARNING_RATE, PIXELS, POSITIVE, SEED, add_data, architectur
 # -- train / evaluate / info ---------------------------------------------------------------------
 
 
+ARCHITECTURE_NAMES = "mlp, cnn, resnet, tutorial_mlp, tutorial_cnn"
+"""The ready-made ``--arch`` names, written out so that ``--help`` does not import torch (a test compares them)."""
+
+
 def add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a network on MNIST and save it")
-    p.add_argument("--arch", default="mlp", help="mlp, cnn, tutorial_mlp, tutorial_cnn, or a JSON spec file")
+    p.add_argument("--arch", default="mlp", help=f"{ARCHITECTURE_NAMES}, or a JSON spec file")
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (new, empty, or a model)")
     add_data(p)
-    p.add_argument("--steps", type=POSITIVE, help="training steps (default: 3000 for mlp, 1500 for cnn, else 2000)")
+    p.add_argument("--steps", type=POSITIVE, help="training steps (default: the architecture's recipe, else 2000)")
     p.add_argument("--batch-size", type=POSITIVE, default=50, help="images per step")
     p.add_argument("--lr", type=LEARNING_RATE, default=1e-3, help="Adam's learning rate")
     p.add_argument("--loss", choices=["sigmoid", "softmax"], default="sigmoid", help="cross-entropy of either kind")

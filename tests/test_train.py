@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -58,6 +60,7 @@ def test_diverging_training_stops_with_the_step(mnist_data):
         ({"seed": 2**70}, "seed must be an integer in 0.."),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"steps": 1.5}, "steps must be a positive integer"),
+        ({"schedule": "step"}, "schedule must be one of constant, cosine"),
     ],
 )
 def test_bad_options_fail_before_training(mnist_data, options, message):
@@ -81,3 +84,18 @@ def test_data_that_does_not_fit_the_network(mnist_data):
     with pytest.raises(SpecError, match="no parameters to train"):
         empty.fit(lrpkit.data.Split(torch.rand(4, 10), torch.arange(4)), steps=1)
     assert empty.evaluate(lrpkit.data.Split(torch.rand(4, 10), torch.arange(4)))["accuracy"] >= 0
+
+
+def test_cosine_schedule_lowers_the_learning_rate_to_zero(mnist_data, monkeypatch):
+    """Adam's lr at each step: lr (1 + cos(pi t / T)) / 2, the last step's close to 0; recorded in the metadata."""
+    seen = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(
+        torch.optim.Adam,
+        "step",
+        lambda self, *a, **k: (seen.append(self.param_groups[0]["lr"]), step(self, *a, **k))[1],
+    )
+    net = lrpkit.Network([lrpkit.Linear(10)])
+    net.fit(mnist_data.train, steps=4, lr=0.01, schedule="cosine", progress=False)
+    expected = [0.01 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)]
+    assert seen == pytest.approx(expected) and net.metadata["schedule"] == "cosine"

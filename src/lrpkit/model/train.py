@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .network import Network
 
 LOSSES = ("sigmoid", "softmax")
+SCHEDULES = ("constant", "cosine")
+"""Learning rate over the steps: ``lr`` throughout, or ``lr (1 + cos(pi t / steps)) / 2`` down to 0."""
 RECIPES = {"mlp": {"steps": 3000, "augment": 1}, "cnn": {"steps": 1500, "augment": 1}}
 """Training settings of the ready-made architectures (``make demo``, ``lrpkit train``, ``bench/accuracy.py``):
 on the embedded 4000 images they reach >= 94 % (MLP) and >= 97.5 % (CNN) on the 10,000 MNIST test images."""
@@ -80,12 +82,13 @@ def check_split(data: Any, net: Network, what: str) -> Split:
     return data
 
 
-def _check_options(net: Network, data: Split, steps, batch_size, lr, loss, seed, augment) -> None:
+def _check_options(net: Network, data: Split, steps, batch_size, lr, loss, seed, augment, schedule) -> None:
     """Checks every :func:`fit` argument before any work starts."""
     checks.positive_int(steps, "steps")
     checks.positive_int(batch_size, "batch_size")
     checks.number(lr, "lr", above=0.0)
     checks.choice(loss, "loss", LOSSES)
+    checks.choice(schedule, "schedule", SCHEDULES)
     checks.seed(seed)
     side = min(data.images.shape[-2:]) if data.images.dim() >= 3 else 1
     checks.integer(augment, "augment", minimum=0, maximum=max(side - 1, 0))
@@ -132,19 +135,23 @@ def fit(
     loss: str = "sigmoid",
     seed: int = 0,
     augment: int = 0,
+    schedule: str = "constant",
     progress: bool | None = None,
 ) -> History:
     """Trains ``net`` in place with Adam for ``steps`` minibatches; the same seed gives the same result.
 
     ``augment``: shift each training image by up to this many pixels (0: no augmentation).
+    ``schedule``: ``"constant"`` keeps ``lr``; ``"cosine"`` lowers it as ``lr (1 + cos(pi t / steps)) / 2``.
     ``progress``: a progress bar on stderr; by default on a terminal and in Jupyter notebooks.
     A loss that becomes NaN or Inf stops training with :class:`TrainingError` naming the step (the weights
     are then those before that step); so does a weight that is not finite after the last step.
     """
     data = check_split(data, net, "fit")
-    _check_options(net, data, steps, batch_size, lr, loss, seed, augment)
+    _check_options(net, data, steps, batch_size, lr, loss, seed, augment, schedule)
     order = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    factor = (lambda t: (1 + math.cos(math.pi * t / steps)) / 2) if schedule == "cosine" else (lambda t: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     history, start = History(), time.perf_counter()
     net.train()
     try:
@@ -152,6 +159,7 @@ def fit(
             torch.manual_seed(seed)  # dropout masks
             for step in bar:
                 _step(net, data, optimizer, order, history, batch_size, augment, loss, step, lr)
+                scheduler.step()
                 bar.set_postfix(loss=f"{history.loss[-1]:.3f}", refresh=False)
     finally:
         net.eval()
@@ -159,6 +167,8 @@ def fit(
     history.seconds = time.perf_counter() - start
     net.metadata.update({"steps": net.metadata.get("steps", 0) + steps, "loss": loss, "batch_size": batch_size})
     net.metadata.update({"lr": lr, "seed": seed, "augment": augment, "train_seconds": round(history.seconds, 2)})
+    if schedule != "constant":
+        net.metadata["schedule"] = schedule
     return history
 
 

@@ -1,6 +1,6 @@
-"""`make demo`: train the default MLP and CNN on the embedded MNIST images, save them, and draw explanations.
+"""`make demo`: train the ready-made MLP, CNN and ResNet on the embedded MNIST images, save them, and draw explanations.
 
-Writes out/mlp/model/ and out/cnn/model/ (the model directories) and, beside each, the pictures listed at the end.
+Writes out/<arch>/model/ for each (the model directories) and, beside each, the pictures listed at the end.
 
     python examples/demo.py [--out out] [--steps N]   # --steps: fewer training steps, for a quick check
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import lrpkit
 from lrpkit.model.data import mnist
-from lrpkit.model.train import RECIPES as TRAINING  # about 7 s (MLP) and 19 s (CNN) on 2 cores
+from lrpkit.model.train import RECIPES as TRAINING
 from lrpkit.pictures.explain import explain_to_files
 
 
@@ -46,7 +46,7 @@ def draw(net: lrpkit.Network, data, out: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out", type=Path, help="directory for out/mlp/ and out/cnn/")
+    parser.add_argument("--out", default="out", type=Path, help="directory for out/<arch>/")
     parser.add_argument("--steps", type=int, help="training steps of each model (default: its recipe)")
     args = parser.parse_args()
     start = time.perf_counter()

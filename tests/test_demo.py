@@ -17,9 +17,9 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [str(DEMO), "--out", str(tmp_path), "--steps", "3"])
     runpy.run_path(str(DEMO), run_name="__main__")  # as `python examples/demo.py`, in this process (no startup)
     printed = capsys.readouterr().out
-    for name in ("mlp", "cnn"):
+    for name in ("mlp", "cnn", "resnet"):
         folder = tmp_path / name
         assert PICTURES | {f"class_{k}.png" for k in range(10)} <= {p.name for p in folder.iterdir()}
         assert lrpkit.load(folder / "model").metadata["steps"] == 3
         assert f"  {folder / 'model' / 'model.json'}" in printed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn", "mlp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn", "mlp", "resnet"]

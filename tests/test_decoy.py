@@ -56,6 +56,17 @@ def test_deterministic_for_a_seed():
     assert torch.equal(a.train_mask, b.train_mask) and not torch.equal(a.train_mask, c.train_mask)
 
 
+def test_fixed_corner_puts_every_training_patch_there_and_leaves_the_rest_alone():
+    random, fixed = decoy_mnist(poisoned=2, relabel=True), decoy_mnist(poisoned=2, relabel=True, corner=1)
+    patched = fixed.train_patched
+    assert torch.equal(patched, random.train_patched)  # the same images patched, the same values
+    assert fixed.train_mask[patched][:, 0, :4, -4:].all() and fixed.train_mask.flatten(1).sum() == 16 * patched.sum()
+    assert torch.equal(fixed.test.images, random.test.images)  # test patches keep their random corners
+    assert torch.equal(fixed.train.images[fixed.train_mask], random.train.images[random.train_mask])  # same values
+    clean = mnist().train.images
+    assert torch.equal(fixed.train.images[~fixed.train_mask], clean[~fixed.train_mask])
+
+
 def test_add_patches_places_squares():
     images = torch.zeros(4, 1, 6, 6)
     patched, mask = add_patches(images, torch.full((4,), 0.5), torch.tensor([0, 1, 2, 3]), size=2)
@@ -66,7 +77,13 @@ def test_add_patches_places_squares():
 
 @pytest.mark.parametrize(
     ("options", "match"),
-    [({"poisoned": 10}, "poisoned"), ({"poisoned": 1, "fraction": 0}, "fraction"), ({"size": 20}, "size")],
+    [
+        ({"poisoned": 10}, "poisoned"),
+        ({"poisoned": 1, "fraction": 0}, "fraction"),
+        ({"size": 20}, "size"),
+        ({"corner": 4}, "corner"),
+        ({"corner": True}, "corner"),
+    ],
 )
 def test_bad_options_are_named(options, match):
     with pytest.raises(SpecError, match=match):

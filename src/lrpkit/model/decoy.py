@@ -76,6 +76,7 @@ def decoy_mnist(
     fraction: float = 0.3,
     relabel: bool = False,
     size: int = 4,
+    corner: int | None = None,
     seed: int = 0,
 ) -> DecoyMNIST:
     """Decoy-MNIST from :func:`lrpkit.data.mnist` (``path``: IDX files, default the embedded 5000 images).
@@ -84,9 +85,11 @@ def decoy_mnist(
     ``round(fraction · n_c)`` randomly chosen training images of class ``c`` do; with ``relabel=True`` those
     images are drawn from the other classes instead and labelled ``c`` (a backdoor, Gu et al. 2017: the patch is
     then the only evidence for their label). Every test image carries the patch of a random label.
+    ``corner``: the corner of every training patch (0..3, see :data:`CORNERS`) instead of a random one per image
+    (Ross et al.'s random corners are the default); test patches stay in random corners.
     Deterministic for a ``seed``.
     """
-    _check(poisoned, fraction, size)
+    _check(poisoned, fraction, size, corner)
     base = mnist(path)
     generator = torch.Generator().manual_seed(seed)
     train, train_mask = None, None
@@ -96,6 +99,8 @@ def decoy_mnist(
         if relabel:
             labels[chosen] = poisoned
         corners = torch.randint(4, (len(chosen),), generator=generator)
+        if corner is not None:
+            corners[:] = corner
         corners[~chosen] = -1  # no corner: unpatched
         images, train_mask = add_patches(base.train.images, decoy_value(labels), corners, size)
         train = Split(images, labels)
@@ -119,10 +124,12 @@ def _chosen(
     return chosen
 
 
-def _check(poisoned: int | None, fraction: float, size: int) -> None:
+def _check(poisoned: int | None, fraction: float, size: int, corner: int | None) -> None:
     if poisoned is not None and (isinstance(poisoned, bool) or not isinstance(poisoned, int) or not 0 <= poisoned <= 9):
         raise SpecError(f"poisoned must be a class 0..9 or None, got {poisoned!r}")
     if not isinstance(fraction, int | float) or not 0 < fraction <= 1:
         raise SpecError(f"fraction must be in (0, 1], got {fraction!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 14:
         raise SpecError(f"size must be a whole number of pixels in 1..14, got {size!r}")
+    if corner is not None and (isinstance(corner, bool) or not isinstance(corner, int) or not 0 <= corner <= 3):
+        raise SpecError(f"corner must be None (random) or 0..3 ({', '.join(CORNERS)}), got {corner!r}")

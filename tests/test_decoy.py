@@ -1,11 +1,18 @@
 """Decoy-MNIST: patch values and places, the partial and backdoor variants, determinism."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from lrpkit.data import decoy_mnist, mnist
 
 from lrpkit.errors import SpecError
 from lrpkit.model.decoy import add_patches, decoy_value
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +95,9 @@ def test_add_patches_places_squares():
 def test_bad_options_are_named(options, match):
     with pytest.raises(SpecError, match=match):
         decoy_mnist(**options)
+
+
+def test_the_decoy_module_imports_on_its_own():
+    """``import lrpkit.model.decoy`` first, in a fresh interpreter, is not a circular import."""
+    code = "import lrpkit.model.decoy, lrpkit.data; assert lrpkit.data.decoy_mnist is lrpkit.model.decoy.decoy_mnist"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": SRC})

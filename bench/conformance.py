@@ -1,12 +1,15 @@
 """Agreement of lrpkit's input relevance with Zennit's (and Captum's) where both define the same rules.
 
     python bench/conformance.py [--models mlp,cnn,tutorial_cnn,seq_mlp,seq_cnn,vgg16] [--vgg-size 64] [--no-write]
+    python bench/conformance.py --models resnet18,resnet50 [--resnet-size 224]
 
 Every lrpkit method is compared with the Zennit composite that puts the same rules on the same layers
 (``bench/_peers.py``), in float64, on random networks: lrpkit's MLP, CNN and tutorial CNN (inputs in [0, 1],
 mapped to [-1, 1] by the Format layer, so the first layer sees inputs of both signs), two random
 ``nn.Sequential`` models with BatchNorm, strided/padded/dilated convolutions, overlapping max pooling, average
-and adaptive pooling, and VGG-16 (random weights; ``--vgg-size`` pixels square, 224 for the real input size).
+and adaptive pooling, VGG-16 (random weights; ``--vgg-size`` pixels square, 224 for the real input size), and
+torchvision's ResNet-18 and ResNet-50 (graphs: residual sums, BatchNorm; Zennit with its ``ResNetCanonizer``; only
+the composites :data:`RESNET_METHODS`, ``--resnet-size`` pixels square, 224 by default).
 Targets are the predicted classes. Both sides use the same epsilons (1e-6 for Epsilon) and stabilisers (1e-9
 elsewhere, lrpkit's; Zennit's default is 1e-6), and two bias settings:
 
@@ -14,8 +17,11 @@ elsewhere, lrpkit's; Zennit's default is 1e-6), and two bias settings:
 - bias included: lrpkit rules with ``bias=True``, Zennit's default. Zennit's ZBox cancels the bias whatever
   the setting (``b - b+ - b- = 0``) and Flat never has one, so lrpkit's ZBox/Flat stay bias-free; Zennit's
   WSquare would add ``b^2`` to its denominator, which lrpkit has no rule for, so it is always left out there.
-  The rules are passed as a per-weighted-layer list (from ``lrpkit.composites.resolve``), and ``deeptaylor``'s
-  rectified start ``relu(logits) * one_hot`` is passed as the class filter ``one_hot * (logits > 0)``.
+  lrpkit gets the method's composite with every such rule replaced by its ``bias=True`` version; Zennit gets
+  ``deeptaylor``'s rectified start ``relu(logits) * one_hot`` as the class filter ``one_hot * (logits > 0)``.
+
+Sums (ResNet's residual ``+``) and average pooling: lrpkit's ``Proportional(1e-9)`` and Zennit's ``Norm`` with the
+same stabiliser, 1e-9.
 
 Captum's LRP (EpsilonRule, epsilon 1e-9, bias included, on every weighted and pooling layer) is compared
 with lrpkit's ``Epsilon(1e-9, bias=True)`` on the models without BatchNorm (Captum does not merge it), once as
@@ -38,10 +44,18 @@ from torch import nn
 
 import lrpkit
 import lrpkit.engine as engine
-from _models import Case, make_case, weighted_kinds
-from _peers import METHODS, ZennitSetup, captum_explainer, missing, zennit_composite, zennit_explainer
+from _models import Case, make_case
+from _peers import (
+    METHODS,
+    ZennitSetup,
+    captum_explainer,
+    missing,
+    zennit_canonizers,
+    zennit_composite,
+    zennit_explainer,
+)
 from _report import environment, update_section
-from lrpkit.composites import resolve
+from lrpkit.composites import Composite, composite
 from lrpkit.rules import AlphaBeta, Epsilon, Gamma, Rule, Simple
 
 STABILIZER = 1e-9  # lrpkit's stabiliser of every rule but Epsilon/Simple; Zennit is set to the same
@@ -61,6 +75,9 @@ CAPTUM_NOTE = (
     "difference vanishes: it is that definition, not an error on either side."
 )
 MODELS = ("mlp", "cnn", "tutorial_cnn", "seq_mlp", "seq_cnn", "vgg16")
+RESNETS = ("resnet18", "resnet50")
+RESNET_METHODS = ("epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1")
+RESNET_BATCH = 2
 
 
 # -- the models ------------------------------------------------------------------------------------------------
@@ -114,11 +131,14 @@ def _randomise_batchnorm(model: nn.Module, generator: torch.Generator) -> nn.Mod
     return model.eval()
 
 
-def build(name: str, vgg_size: int) -> Case:
+def build(name: str, vgg_size: int, resnet_size: int = 224) -> Case:
     """The float64 case ``name``, with the predicted classes as targets."""
     generator = torch.Generator().manual_seed(7)
     if name in ("mlp", "cnn", "vgg16"):
         case = make_case(name, 2 if name == "vgg16" else BATCH, vgg_size, dtype=torch.float64)
+    elif name in RESNETS:
+        case = make_case(name, RESNET_BATCH, resnet_size, dtype=torch.float64)
+        case = dataclasses.replace(case, model=_randomise_batchnorm(case.model, generator))
     elif name == "tutorial_cnn":
         model = lrpkit.tutorial_cnn(seed=3).eval().double()
         x = torch.rand(BATCH, 1, 28, 28, generator=generator, dtype=torch.float64)
@@ -139,21 +159,23 @@ def build(name: str, vgg_size: int) -> Case:
 # -- lrpkit's side --------------------------------------------------------------------------------------------
 
 
-def with_bias(rule: Rule | None) -> Rule | None:
+def with_bias(rule: Rule) -> Rule:
     """The rule with ``bias=True`` where Zennit includes the bias (Epsilon, LRP-0, z+/alpha-beta, gamma)."""
     if isinstance(rule, (Simple, Epsilon, AlphaBeta, Gamma)):
         return dataclasses.replace(rule, bias=True)
     return rule
 
 
+def biased(method: str) -> Composite:
+    """lrpkit's composite of ``method`` with every rule that Zennit gives a bias made with ``bias=True``."""
+    spec = composite(METHODS[method])
+    return Composite(tuple((matcher, with_bias(rule)) for matcher, rule in spec.entries), spec.rectify)
+
+
 def lrpkit_relevance(case: Case, method: str, bias: bool) -> torch.Tensor:
     bounds = None if hasattr(case.model, "bounds") else (case.low, case.high)
-    if not bias:
-        return engine.lrp(case.model, case.x, case.target, METHODS[method], bounds=bounds)
-    body = case.model.body if hasattr(case.model, "body") else case.model
-    plan = resolve(METHODS[method], weighted_kinds(body))
-    rules = [with_bias(rule) for rule in plan.rules if rule is not None]
-    return engine.lrp(case.model, case.x, start_filter(case, plan.rectify), rules, bounds=bounds)
+    spec = biased(method) if bias else METHODS[method]
+    return engine.lrp(case.model, case.x, case.target, spec, bounds=bounds)
 
 
 def start_filter(case: Case, rectify: bool) -> torch.Tensor:
@@ -168,9 +190,10 @@ def start_filter(case: Case, rectify: bool) -> torch.Tensor:
 
 
 def zennit_relevance(case: Case, method: str, bias: bool) -> torch.Tensor:
-    composite = zennit_composite(method, case.low, case.high, ZennitSetup(bias=bias, stabilizer=STABILIZER))
+    setup = ZennitSetup(bias=bias, stabilizer=STABILIZER)
+    rules = zennit_composite(method, case.low, case.high, setup, canonizers=zennit_canonizers(case.name))
     rectified = METHODS[method] == "deeptaylor"
-    explain, context = zennit_explainer(case.model, composite, rectify=rectified and not bias)
+    explain, context = zennit_explainer(case.model, rules, rectify=rectified and not bias)
     target = start_filter(case, rectified) if bias else case.target
     with context:
         return explain(case.x, target).detach()
@@ -203,10 +226,10 @@ def cell(value: float | str) -> str:
     return f"{value:.1e}" if value <= AGREE else f"**{value:.1e} DIFFERS**"
 
 
-def zennit_table(cases: list[Case]) -> str:
+def zennit_table(cases: list[Case], methods: tuple[str, ...] = tuple(METHODS)) -> str:
     """One row per method, one column per model; each cell: bias left out / bias included."""
     lines = ["| method | " + " | ".join(c.name for c in cases) + " |", "|---|" + "---|" * len(cases)]
-    for method in METHODS:
+    for method in methods:
         cells = []
         for case in cases:
             pair = [compare(*zennit_pair(case, method, bias)) for bias in (False, True)]
@@ -222,14 +245,14 @@ def zennit_pair(case: Case, method: str, bias: bool) -> tuple[Callable[[], torch
 
 
 def captum_table(cases: list[Case]) -> str:
-    """lrpkit's epsilon LRP vs Captum's, and vs Captum with a vanishing eps on max pooling (lrpkit: winner-take-all)."""
-    plain = [c for c in cases if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in c.model.modules())]
+    """lrpkit's epsilon LRP vs Captum's, and vs Captum with a vanishing eps on max pooling (lrpkit: winner-take-all),
+    on models without BatchNorm (Captum does not merge it)."""
     lines = [
         "| model | vs Captum LRP | vs Captum, max-pooling eps 1e-30 |",
         "|---|---|---|",
     ]
     rule = Epsilon(epsilon=CAPTUM_EPSILON, bias=True)
-    for case in plain:
+    for case in cases:
         mine = functools.partial(engine.lrp, case.model, case.x, case.target, rule)
         cells = [cell(compare(mine, functools.partial(captum_relevance, case, pool))) for pool in (None, 1e-30)]
         lines.append(f"| {case.name} | " + " | ".join(cells) + " |")
@@ -237,39 +260,63 @@ def captum_table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
-def section_name(names: list[str], vgg_size: int) -> str:
-    """The RESULTS.md section: "conformance" for the default run, its own one for other models or VGG sizes."""
+def section_name(names: list[str], vgg_size: int, resnet_size: int) -> str:
+    """The RESULTS.md section: "conformance" for the default run, "conformance-resnet" for both ResNets at 224,
+    its own one for other models or sizes."""
     if tuple(names) == MODELS and vgg_size == 64:
         return "conformance"
-    return "conformance-" + "-".join(names) + (f"-{vgg_size}px" if "vgg16" in names else "")
+    if tuple(names) == RESNETS and resnet_size == 224:
+        return "conformance-resnet"
+    sizes = (f"-{vgg_size}px" if "vgg16" in names else "") + (
+        f"-resnet{resnet_size}px" if set(names) & set(RESNETS) else ""
+    )
+    return "conformance-" + "-".join(names) + sizes
+
+
+def zennit_parts(cases: list[Case]) -> list[str]:
+    """The lrpkit-vs-Zennit tables: every method on the chain models, :data:`RESNET_METHODS` on the ResNets."""
+    chains = [c for c in cases if c.name not in RESNETS]
+    resnets = [c for c in cases if c.name in RESNETS]
+    parts = ["### lrpkit vs Zennit: max relative difference of the input relevance", ""]
+    parts += ["Each cell: bias left out / bias included (see the settings above).", ""]
+    if chains:
+        parts += [zennit_table(chains), ""]
+    if resnets:
+        parts += ["torchvision ResNets (Zennit: `ResNetCanonizer`):", "", zennit_table(resnets, RESNET_METHODS), ""]
+    return parts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    valid = ", ".join(MODELS + RESNETS)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {valid}")
     parser.add_argument("--vgg-size", type=int, default=64, help="VGG-16 input size (224: the real one; slow)")
+    parser.add_argument("--resnet-size", type=int, default=224, help="ResNet input size (default 224)")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update bench/RESULTS.md")
     args = parser.parse_args()
     notes = {name: missing(name) for name in ("zennit", "captum")}
     for note in filter(None, notes.values()):
         print(f"note: {note}")
     names = [name.strip() for name in args.models.split(",")]
-    cases = [build(name, args.vgg_size) for name in names]
-    parts = ["## Conformance with Zennit and Captum", "", *environment(torch.device("cpu"))]
-    parts += [f"- {c!r}" for c in cases] + [f"- note: {BATCHNORM_NOTE}", ""]
-    if notes["zennit"] is None:
-        parts += ["### lrpkit vs Zennit: max relative difference of the input relevance", ""]
-        parts += ["Each cell: bias left out / bias included (see the settings above).", "", zennit_table(cases), ""]
-    if notes["captum"] is None:
-        parts += ["### lrpkit vs Captum: lrpkit Epsilon(1e-9, bias=True), max relative difference", ""]
-        parts += [captum_table(cases), "", CAPTUM_NOTE, ""]
+    unknown = [name for name in names if name not in MODELS + RESNETS]
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; valid: {valid}")
     if all(notes.values()):
         print("nothing to compare with: neither Zennit nor Captum is installed")
         return
+    cases = [build(name, args.vgg_size, args.resnet_size) for name in names]
+    parts = ["## Conformance with Zennit and Captum", "", *environment(torch.device("cpu"))]
+    parts += [f"- {c!r}" for c in cases] + [f"- note: {BATCHNORM_NOTE}", ""]
+    if notes["zennit"] is None:
+        parts += zennit_parts(cases)
+    plain = [c for c in cases if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in c.model.modules())]
+    if notes["captum"] is None and plain:
+        parts += ["### lrpkit vs Captum: lrpkit Epsilon(1e-9, bias=True), max relative difference", ""]
+        parts += [captum_table(plain), "", CAPTUM_NOTE, ""]
     text = "\n".join(parts)
     print(text)
     if args.write:
-        update_section(section_name(names, args.vgg_size), text)
+        update_section(section_name(names, args.vgg_size, args.resnet_size), text)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
-"""Speed of lrpkit's LRP against a plain input gradient, Zennit's composites and Captum's epsilon LRP.
+"""Speed of lrpkit's LRP against a plain input gradient, Zennit's composites, Captum's epsilon LRP and a previous
+lrpkit.
 
-    python bench/speed.py [--models mlp,cnn,vgg16] [--device cpu|cuda] [--quick] [--no-memory] [--rounds 5]
+    python bench/speed.py [--models mlp,cnn,vgg16,resnet50,densenet121,efficientnet_b0] [--device cpu|cuda]
+                          [--threads 1] [--quick] [--no-memory] [--rounds 5] [--old-engine /path/to/old/checkout]
 
-One table per model (lrpkit's MNIST MLP and CNN at batch 256, VGG-16 at 224x224x3 batch 4; random weights):
-a forward pass, a plain input gradient (forward + backward to the input), every lrpkit method and preset,
-every class at once (MNIST models), the Zennit composite with the same rules per layer, and Captum's LRP
-(epsilon rule everywhere). Times are medians over rounds after a warm-up; in each round every job runs once,
-in turn, so that background load hits them alike, and every ratio in a table comes from the same run. Peak
-memory is measured once per job in a fresh process (the rise of peak RSS over the set-up, or of
-``torch.cuda.max_memory_allocated``). Without Zennit or Captum installed their columns stay empty, with a note.
-Writes one section per model and device to ``bench/RESULTS.md`` (not with ``--quick`` or ``--no-write``).
+One table per model (lrpkit's MNIST MLP and CNN at batch 256, VGG-16 as a Sequential and torchvision's ResNet-50,
+DenseNet-121 and EfficientNet-B0 at 224x224x3 batch 4; random weights): a forward pass, a plain input gradient
+(forward + backward to the input), lrpkit's methods and presets, every class at once (MNIST models), the Zennit
+composite with the same rules per layer and the canonizer Zennit has for the model (MNIST models, VGG-16,
+ResNet-50: where Zennit's relevance is right, see ``coverage.py``), and Captum's LRP (epsilon rule everywhere;
+chain models). ``--old-engine DIR`` also times the lrpkit of another checkout (``DIR/src/lrpkit``, imported as
+``lrpkit_old``) on the models it explains (chains: MLP, CNN, VGG-16), in the same rounds. Times are medians over
+rounds after a warm-up; in each round every job runs once, in turn, so that background load hits them alike, and
+every ratio in a table comes from the same run. Peak memory is measured once per job in a fresh process (the rise
+of peak RSS over the set-up, or of ``torch.cuda.max_memory_allocated``). lrpkit's capture (torch.export, once per
+model and input shape, cached) happens in the warm-up; its time is reported apart. Without Zennit or Captum
+installed their columns stay empty, with a note. Writes one section per model and device to ``bench/RESULTS.md``
+(not with ``--quick`` or ``--no-write``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -27,13 +35,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
-import lrpkit.engine as engine
+import lrpkit
 from _models import Case, make_case
-from _peers import METHODS, captum_explainer, missing, zennit_composite, zennit_explainer
+from _peers import METHODS, captum_explainer, missing, zennit_canonizers, zennit_composite, zennit_explainer
 from _report import environment, load_average, update_section
 
 LABELS = {"ab": "ab (alpha 2, beta 1)"}
@@ -52,9 +62,35 @@ GRADIENT_TARGETS = {
 ALL_CLASSES = ("simple", "epsilon_plus")
 ALL_TARGET = 4.0  # every class at once / one class
 ZENNIT_SPEEDUP_TARGET = 1.5  # presets: Zennit's time / lrpkit's time
+OLD_TARGET = 1.1  # the previous engine's time x this: today's ratios must not get worse by more than 10 %
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Per model: time / gradient per method, and how much faster than Zennit every preset must be."""
+
+    gradient: dict[str, float]
+    zennit_speedup: float | None
+
+
+TARGETS = {
+    "mlp": Targets(GRADIENT_TARGETS, ZENNIT_SPEEDUP_TARGET),
+    "cnn": Targets(GRADIENT_TARGETS, ZENNIT_SPEEDUP_TARGET),
+    "vgg16": Targets(GRADIENT_TARGETS, ZENNIT_SPEEDUP_TARGET),
+    "resnet50": Targets({"epsilon_plus": 1.65}, 2.0),  # issue 9
+}
+NO_TARGETS = Targets({}, None)
 QUICK_MEMORY_ROWS = ("gradient", "epsilon_plus", "all:simple")
-ROUNDS = {"mlp": 5, "cnn": 5, "vgg16": 3}  # default rounds of repeats (VGG-16: a call takes seconds)
+MODELS = ("mlp", "cnn", "vgg16", "resnet50", "densenet121", "efficientnet_b0")
+CHAINS = ("mlp", "cnn", "vgg16")  # what the previous engine (--old-engine) and Captum's view explain
+WITH_ZENNIT = ("mlp", "cnn", "vgg16", "resnet50")  # Zennit's relevance is right there (with its canonizer)
+GRAPH_ROWS = ("simple", "epsilon", *(m for m in METHODS if m.startswith("epsilon_")))
+"""The rows of DenseNet-121 and EfficientNet-B0 (ratio to a gradient only): LRP-0, epsilon, Zennit's composites."""
+ROUNDS = dict.fromkeys(MODELS, 3) | {"mlp": 5, "cnn": 5}  # default rounds of repeats (224x224: seconds per call)
 MAX_ROUNDS = 40  # rounds are added beyond the minimum while one model's rounds fit in 60 s (quick: 5 s)
+OLD = "lrpkit-old"
+ENGINES: dict[str, ModuleType] = {"lrpkit": lrpkit}
+"""The lrpkit packages a job can run: this checkout's, and with ``--old-engine`` another one's as :data:`OLD`."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +99,23 @@ class Size:
     image: int = 224
 
 
-SIZES = {"mlp": Size(256), "cnn": Size(256), "vgg16": Size(4)}
-QUICK_SIZES = {"mlp": Size(16), "cnn": Size(16), "vgg16": Size(1, 64)}
+SIZES = dict.fromkeys(MODELS, Size(4)) | {"mlp": Size(256), "cnn": Size(256)}
+QUICK_SIZES = dict.fromkeys(MODELS, Size(1, 64)) | {"mlp": Size(16), "cnn": Size(16)}
+
+
+def load_old_engine(checkout: str) -> ModuleType:
+    """The lrpkit package of another checkout (``checkout/src/lrpkit``), imported as ``lrpkit_old`` next to this
+    one (its imports are relative), registered in :data:`ENGINES` as :data:`OLD`."""
+    root = Path(checkout).resolve() / "src" / "lrpkit"
+    where = [str(root)]
+    spec = importlib.util.spec_from_file_location("lrpkit_old", root / "__init__.py", submodule_search_locations=where)
+    if spec is None or spec.loader is None or not root.is_dir():
+        raise SystemExit(f"--old-engine: no lrpkit package at {root}")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["lrpkit_old"] = package
+    spec.loader.exec_module(package)
+    ENGINES[OLD] = package
+    return package
 
 
 @dataclass(frozen=True)
@@ -87,13 +138,13 @@ def prepare(job: Job, case: Case) -> tuple[Callable[[], Any], contextlib.Abstrac
     row, every = (job.row[4:], True) if job.row.startswith("all:") else (job.row, False)
     if job.library == "torch":
         return (forward if row == "forward" else gradient)(case), contextlib.nullcontext()
-    if job.library == "lrpkit":
-        return _lrpkit_call(case, row, every), contextlib.nullcontext()
+    if job.library in ENGINES:
+        return _lrpkit_call(case, row, every, ENGINES[job.library]), contextlib.nullcontext()
     if job.library == "captum":
         explain = captum_explainer(case.model)
         return (lambda: explain(case.x, case.target)), contextlib.nullcontext()
     if job.library == "zennit":
-        composite = zennit_composite(row, case.low, case.high)
+        composite = zennit_composite(row, case.low, case.high, canonizers=zennit_canonizers(case.name))
         explain, context = zennit_explainer(case.model, composite, rectify=row == "deeptaylor")
         x, target = _every_class(case) if every else (case.x, case.target)
         return (lambda: explain(x, target)), context
@@ -119,10 +170,15 @@ def gradient(case: Case) -> Callable[[], Any]:
     return run
 
 
-def _lrpkit_call(case: Case, row: str, every: bool) -> Callable[[], Any]:
-    bounds = None if hasattr(case.model, "bounds") else (case.low, case.high)
+def _lrpkit_call(case: Case, row: str, every: bool, package: ModuleType) -> Callable[[], Any]:
+    """``package.lrp`` on the case; an lrpkit Network is rebuilt (same seed, same weights) from ``package``'s own
+    classes, since another checkout's engine only takes its own Networks."""
+    model = case.model
+    if package is not lrpkit and case.name in package.ARCHITECTURES:
+        model = package.ARCHITECTURES[case.name](seed=0).eval().to(device=case.x.device, dtype=case.x.dtype)
+    bounds = None if hasattr(model, "bounds") else (case.low, case.high)
     target = "all" if every else case.target
-    return lambda: engine.lrp(case.model, case.x, target, METHODS[row], bounds=bounds)
+    return lambda: package.lrp(model, case.x, target, METHODS[row], bounds=bounds)
 
 
 def _every_class(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,16 +188,17 @@ def _every_class(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def jobs_for(name: str, peers: dict[str, str | None]) -> list[Job]:
+    """Who runs what on model ``name`` (``peers``: None for each installed peer, else why it is missing)."""
+    libraries = ["lrpkit"] + ([OLD] if OLD in ENGINES and name in CHAINS else [])
+    libraries += ["zennit"] if peers["zennit"] is None and name in WITH_ZENNIT else []
     jobs = [Job("forward", "torch"), Job("gradient", "torch")]
-    for row in METHODS:
-        jobs.append(Job(row, "lrpkit"))
-        if peers["zennit"] is None:
-            jobs.append(Job(row, "zennit"))
-    if peers["captum"] is None:
+    for row in GRAPH_ROWS if name in ("densenet121", "efficientnet_b0") else METHODS:
+        jobs += [Job(row, library) for library in libraries]
+    if peers["captum"] is None and name in CHAINS:
         jobs.append(Job("epsilon", "captum"))
-    if name != "vgg16":  # 1000 classes: every class at once is not the point there
+    if name in ("mlp", "cnn"):  # 1000 classes: every class at once is not the point on the ImageNet models
         for row in ALL_CLASSES:
-            jobs += [Job(f"all:{row}", "lrpkit")] + ([Job(f"all:{row}", "zennit")] if peers["zennit"] is None else [])
+            jobs += [Job(f"all:{row}", library) for library in libraries]
     return jobs
 
 
@@ -164,27 +221,52 @@ def timed(call: Callable[[], Any], device: torch.device) -> float:
 def time_jobs(
     jobs: list[Job], case: Case, rounds: int, device: torch.device, budget: float = 60.0
 ) -> tuple[dict[Job, Any], int]:
-    """Median seconds per job (or an error message), and the number of rounds run.
-
-    One warm-up per job, then rounds in which every job runs once, in turn, so that background load hits
-    them alike: at least ``rounds``, more (up to :data:`MAX_ROUNDS`) while they fit in ``budget`` seconds.
-    """
-    prepared, results, warm = {}, {}, {}
+    """Median seconds per job (or an error message), and the number of rounds run (see :func:`time_calls`)."""
+    prepared: dict[Job, Any] = {}
     for job in jobs:
         try:
-            call, context = prepared[job] = prepare(job, case)
-            with context:
-                warm[job] = timed(call, device)
+            prepared[job] = prepare(job, case)
         except Exception as err:
-            results[job] = f"error: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
-            prepared.pop(job, None)
-    rounds = max(rounds, min(MAX_ROUNDS, int(budget / max(sum(warm.values()), 1e-9))))
-    samples: dict[Job, list[float]] = {job: [] for job in prepared}
-    for _ in range(rounds):
-        for job, (call, context) in prepared.items():
+            prepared[job] = _error(err)
+    return time_calls(prepared, rounds, device, budget)
+
+
+def _error(err: Exception) -> str:
+    return f"error: {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+
+
+def time_calls(
+    calls: dict[Any, Any], rounds: int, device: torch.device, budget: float = 60.0
+) -> tuple[dict[Any, Any], int]:
+    """Median seconds per key of ``calls`` (``(call, context)``, or an error message), and the rounds run.
+
+    One warm-up per call, then rounds in which every call runs once, in turn, so that background load hits
+    them alike: at least ``rounds``, more (up to :data:`MAX_ROUNDS`) while they fit in ``budget`` seconds.
+    A call that fails (warm-up or a round) gets its error message instead of a time.
+    """
+    results: dict[Any, Any] = {key: value for key, value in calls.items() if isinstance(value, str)}
+    ready, warm = {}, {}
+    for key, value in calls.items():
+        if isinstance(value, str):
+            continue
+        call, context = value
+        try:
             with context:
-                samples[job].append(timed(call, device))
-    results.update({job: statistics.median(s) for job, s in samples.items()})
+                warm[key] = timed(call, device)
+            ready[key] = value
+        except Exception as err:
+            results[key] = _error(err)
+    rounds = max(rounds, min(MAX_ROUNDS, int(budget / max(sum(warm.values()), 1e-9))))
+    samples: dict[Any, list[float]] = {key: [] for key in ready}
+    for _ in range(rounds):
+        for key, (call, context) in list(ready.items()):
+            try:
+                with context:
+                    samples[key].append(timed(call, device))
+            except Exception as err:
+                results[key] = _error(err)
+                del ready[key], samples[key]
+    results.update({key: statistics.median(s) for key, s in samples.items()})
     return results, rounds
 
 
@@ -254,6 +336,7 @@ def memory_of(name: str, job: Job, args: argparse.Namespace) -> float | str:
     """Peak memory of ``job`` measured in a fresh process (see :func:`measure_memory_here`)."""
     command = [sys.executable, __file__, "--memory-of", f"{name}:{job.key}", "--device", args.device]
     command += ["--quick"] if args.quick else []
+    command += ["--old-engine", args.old_engine] if args.old_engine else []
     command += ["--threads", str(args.threads)] if args.threads else []
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **MALLOC_FIXED})
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -298,37 +381,52 @@ def _check(ok: bool) -> str:
     return "✓" if ok else "✗ MISSED"
 
 
-def row_cells(row: str, times: dict, memory: dict) -> list[str]:
+def row_cells(row: str, times: dict, memory: dict, targets: Targets) -> list[str]:
     """The cells of one table row; targets that apply are checked in the last cell."""
     own = "torch" if row in ("forward", "gradient") else "lrpkit"
-    mine, theirs = times.get(Job(row, own)), times.get(Job(row, "zennit"))
+    mine, theirs, old = times.get(Job(row, own)), times.get(Job(row, "zennit")), times.get(Job(row, OLD))
     per_grad = _ratio(mine, times.get(Job("gradient", "torch")))
-    speedup = _ratio(theirs, mine)
-    notes = _targets(row, mine, per_grad, speedup, times, memory)
+    speedup, versus_old = _ratio(theirs, mine), _ratio(mine, old)
+    notes = _targets(row, mine, per_grad, speedup, versus_old, times, memory, targets)
     label = f"{LABELS.get(row[4:], row[4:])}, every class" if row.startswith("all:") else LABELS.get(row, row)
     return [
         label + (" (torch)" if own == "torch" else ""),
         _ms(mine),
         f"{per_grad:.2f}" if per_grad else "",
+        _ms(old),
+        f"{versus_old:.2f}" if versus_old else "",
         _ms(theirs),
         f"{speedup:.2f}" if speedup else "",
         _ms(times.get(Job(row, "captum"))),
         _mib(memory.get(Job(row, own))),
+        _mib(memory.get(Job(row, OLD))),
         _mib(memory.get(Job(row, "zennit"))),
         "; ".join(notes),
     ]
 
 
-def _targets(row: str, mine: Any, per_grad: Any, speedup: Any, times: dict, memory: dict) -> list[str]:
+def _targets(
+    row: str,
+    mine: Any,
+    per_grad: Any,
+    speedup: Any,
+    versus_old: Any,
+    times: dict,
+    memory: dict,
+    targets: Targets,
+) -> list[str]:
     notes = []
-    if row in GRADIENT_TARGETS and per_grad:
-        notes.append(f"≤{GRADIENT_TARGETS[row]}x gradient {_check(per_grad <= GRADIENT_TARGETS[row])}")
+    limit = targets.gradient.get(row)
+    if limit and per_grad:
+        notes.append(f"≤{limit}x gradient {_check(per_grad <= limit)}")
     if row.startswith("all:"):
         single = _ratio(mine, times.get(Job(row[4:], "lrpkit")))
         if single:
             notes.append(f"{single:.2f}x one class, ≤{ALL_TARGET}x {_check(single <= ALL_TARGET)}")
-    if row in PRESETS and speedup:
-        notes.append(f"≥{ZENNIT_SPEEDUP_TARGET}x faster than Zennit {_check(speedup >= ZENNIT_SPEEDUP_TARGET)}")
+    if row in PRESETS and speedup and targets.zennit_speedup:
+        notes.append(f"≥{targets.zennit_speedup}x faster than Zennit {_check(speedup >= targets.zennit_speedup)}")
+    if versus_old:
+        notes.append(f"≤{OLD_TARGET}x old engine {_check(versus_old <= OLD_TARGET)}")
     mem, theirs = memory.get(Job(row, "lrpkit")), memory.get(Job(row, "zennit"))
     if isinstance(mem, float) and isinstance(theirs, float):
         notes.append(f"memory ≤ Zennit {_check(mem <= theirs)}")
@@ -339,19 +437,22 @@ HEADER = [
     "method",
     "lrpkit ms",
     "÷ gradient",
+    "old engine ms",
+    "lrpkit ÷ old",
     "Zennit ms",
     "Zennit ÷ lrpkit",
     "Captum ms",
     "lrpkit peak MiB",
+    "old peak MiB",
     "Zennit peak MiB",
     "targets",
 ]
 
 
-def table(jobs: list[Job], times: dict, memory: dict) -> str:
+def table(jobs: list[Job], times: dict, memory: dict, targets: Targets) -> str:
     rows = list(dict.fromkeys(job.row for job in jobs))
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(row_cells(row, times, memory)) + " |" for row in rows]
+    lines += ["| " + " | ".join(row_cells(row, times, memory, targets)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -363,6 +464,23 @@ def describe(case: Case, rounds: int) -> str:
     )
 
 
+def capture_seconds(case: Case) -> float | str:
+    """How long lrpkit's capture of the model took (torch.export and translation; in the warm-up, then cached)."""
+    from lrpkit.engine.walk import explain
+
+    bounds = None if hasattr(case.model, "bounds") else (case.low, case.high)
+    try:
+        return explain(case.model, case.x, case.target, "simple", bounds=bounds).prepared.seconds
+    except Exception as err:
+        return _error(err)
+
+
+def old_engine_note(checkout: str) -> str:
+    """Where the previous engine's numbers come from: the checkout and its commit."""
+    head = subprocess.run(["git", "-C", checkout, "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    return f"old engine: `{checkout}` at {head.stdout.strip()[:90] or 'unknown commit'}, imported as `lrpkit_old`"
+
+
 def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None]) -> str:
     device = torch.device(args.device)
     case = build_case(name, args.quick, device)
@@ -372,8 +490,10 @@ def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None])
     print(f"\n## {name}: {len(jobs)} jobs, at least {rounds} rounds", flush=True)
     times, rounds = time_jobs(jobs, case, rounds, device, budget=5.0 if args.quick else 60.0)
     description = describe(case, rounds)
+    capture = capture_seconds(case)
     del case
     memory = {job: memory_of(name, job, args) for job in memory_jobs(jobs, args.quick)} if args.memory else {}
+    old = [old_engine_note(args.old_engine)] if args.old_engine and name in CHAINS else []
     text = "\n".join(
         [
             f"## {name} on {device.type}",
@@ -382,9 +502,12 @@ def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None])
             "",
             *environment(device),
             f"- load average (1, 5, 15 min) before: {load_before}; after: {load_average()}",
+            "- lrpkit's capture of the model (first call only, not in the times): "
+            + (f"{capture:.2f} s" if isinstance(capture, float) else capture),
+            *[f"- {note}" for note in old],
             *[f"- note: {note}" for note in peers.values() if note],
             "",
-            table(jobs, times, memory),
+            table(jobs, times, memory, TARGETS.get(name, NO_TARGETS)),
         ]
     )
     print(text, flush=True)
@@ -393,13 +516,15 @@ def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None])
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mlp,cnn,vgg16", help="comma-separated: mlp, cnn, vgg16")
+    parser.add_argument("--models", default="mlp,cnn,vgg16", help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="smoke run: small batches, one round, no RESULTS.md")
-    parser.add_argument("--rounds", type=int, default=None, help="minimum rounds (default 5, VGG-16 3, quick 1)")
+    rounds = "minimum rounds (default 5, 224x224 models 3, quick 1)"
+    parser.add_argument("--rounds", type=int, default=None, help=rounds)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update bench/RESULTS.md")
+    parser.add_argument("--old-engine", help="another checkout whose lrpkit is timed alongside (chain models)")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -408,6 +533,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.old_engine:
+        load_old_engine(args.old_engine)
     if args.memory_of:
         measure_memory_here(args.memory_of, args)
         return
@@ -416,10 +543,14 @@ def main(argv: list[str] | None = None) -> None:
     peers = {"zennit": missing("zennit"), "captum": missing("captum")}
     for note in filter(None, peers.values()):
         print(f"note: {note}")
-    for name in args.models.split(","):
-        text = run_model(name.strip(), args, peers)
+    names = [name.strip() for name in args.models.split(",")]
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        sys.exit(f"unknown models {unknown}; valid: {', '.join(MODELS)}")
+    for name in names:
+        text = run_model(name, args, peers)
         if args.write and not args.quick:
-            update_section(f"speed-{torch.device(args.device).type}-{name.strip()}", text)
+            update_section(f"speed-{torch.device(args.device).type}-{name}", text)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ bench-env: $(BENCH_STAMP)
 
 bench: bench-env
 	$(BENCH_PY) bench/speed.py $(BENCH_ARGS)
+	$(BENCH_PY) bench/coverage.py --threads 1
 	$(BENCH_PY) bench/conformance.py
 	$(BENCH_PY) bench/evaluation_speed.py
 

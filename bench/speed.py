@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import re
 import resource
@@ -475,6 +476,18 @@ def capture_seconds(case: Case) -> float | str:
         return _error(err)
 
 
+def versus_old(jobs: list[Job], times: dict) -> str:
+    """The geometric mean (and range) of lrpkit ÷ old engine over the rows both ran: single rows are noisy on a
+    loaded machine, the mean of many is not."""
+    ratios = [_ratio(times.get(Job(job.row, "lrpkit")), times.get(job)) for job in jobs if job.library == OLD]
+    ratios = [r for r in ratios if r]
+    if not ratios:
+        return ""
+    mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    spread = f"from {min(ratios):.2f} to {max(ratios):.2f}"
+    return f"lrpkit ÷ old engine over the {len(ratios)} rows: geometric mean {mean:.2f} ({spread})"
+
+
 def old_engine_note(checkout: str) -> str:
     """Where the previous engine's numbers come from: the checkout and its commit."""
     head = subprocess.run(["git", "-C", checkout, "log", "-1", "--format=%h %s"], capture_output=True, text=True)
@@ -493,7 +506,7 @@ def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None])
     capture = capture_seconds(case)
     del case
     memory = {job: memory_of(name, job, args) for job in memory_jobs(jobs, args.quick)} if args.memory else {}
-    old = [old_engine_note(args.old_engine)] if args.old_engine and name in CHAINS else []
+    old = [old_engine_note(args.old_engine), versus_old(jobs, times)] if args.old_engine and name in CHAINS else []
     text = "\n".join(
         [
             f"## {name} on {device.type}",

@@ -188,8 +188,9 @@ def _every_class(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     return case.x.repeat_interleave(c, 0), torch.arange(c, device=case.x.device).repeat(n)
 
 
-def jobs_for(name: str, peers: dict[str, str | None]) -> list[Job]:
-    """Who runs what on model ``name`` (``peers``: None for each installed peer, else why it is missing)."""
+def jobs_for(name: str, peers: dict[str, str | None], methods: list[str] | None = None) -> list[Job]:
+    """Who runs what on model ``name`` (``peers``: None for each installed peer, else why it is missing);
+    ``methods``: only these rows besides the forward pass and the gradient (None: all)."""
     libraries = ["lrpkit"] + ([OLD] if OLD in ENGINES and name in CHAINS else [])
     libraries += ["zennit"] if peers["zennit"] is None and name in WITH_ZENNIT else []
     jobs = [Job("forward", "torch"), Job("gradient", "torch")]
@@ -200,6 +201,8 @@ def jobs_for(name: str, peers: dict[str, str | None]) -> list[Job]:
     if name in ("mlp", "cnn"):  # 1000 classes: every class at once is not the point on the ImageNet models
         for row in ALL_CLASSES:
             jobs += [Job(f"all:{row}", library) for library in libraries]
+    if methods is not None:
+        jobs = [job for job in jobs if job.row in ("forward", "gradient") or job.row in methods]
     return jobs
 
 
@@ -497,7 +500,7 @@ def old_engine_note(checkout: str) -> str:
 def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None]) -> str:
     device = torch.device(args.device)
     case = build_case(name, args.quick, device)
-    jobs = jobs_for(name, peers)
+    jobs = jobs_for(name, peers, args.methods.split(",") if args.methods else None)
     rounds = args.rounds or (1 if args.quick else ROUNDS[name])
     load_before = load_average()
     print(f"\n## {name}: {len(jobs)} jobs, at least {rounds} rounds", flush=True)
@@ -509,7 +512,7 @@ def run_model(name: str, args: argparse.Namespace, peers: dict[str, str | None])
     old = [old_engine_note(args.old_engine), versus_old(jobs, times)] if args.old_engine and name in CHAINS else []
     text = "\n".join(
         [
-            f"## {name} on {device.type}",
+            f"## {name} on {device.type}" + (f", selected rows: {args.methods}" if args.methods else ""),
             "",
             f"{description}.",
             "",
@@ -537,6 +540,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update bench/RESULTS.md")
+    parser.add_argument("--methods", help="only these rows (comma-separated, e.g. epsilon_plus,all:simple)")
     parser.add_argument("--old-engine", help="another checkout whose lrpkit is timed alongside (chain models)")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -563,7 +567,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         text = run_model(name, args, peers)
         if args.write and not args.quick:
-            update_section(f"speed-{torch.device(args.device).type}-{name}", text)
+            selected = "-selected" if args.methods else ""  # a partial table never replaces the full one
+            update_section(f"speed-{torch.device(args.device).type}-{name}{selected}", text)
 
 
 if __name__ == "__main__":

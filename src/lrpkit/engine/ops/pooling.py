@@ -1,9 +1,10 @@
 """Pooling in 1, 2 and 3 dimensions: average (proportional) and max (winner-take-all, or proportional).
 
 Proportional: ``R_i = a_i * d/da_i (sum_j z_j s_j)`` with ``z = pool(a)``, ``s = R / stab(z)``; the transpose
-of the pooling is ``torch.func.vjp`` of the pooling itself. Max pooling by default gives all of ``R_j`` to the
-arg-max of window ``j`` (ties: the first), recorded in the forward pass; proportional max pooling shares as
-a plain sum over each window.
+of the pooling is ``torch.func.vjp`` of the pooling itself or, where the windows tile the input (stride =
+kernel, no padding: sum pooling), each window's ``s_j / divisor`` times its inputs directly. Max pooling by
+default gives all of ``R_j`` to the arg-max of window ``j`` (ties: the first), recorded in the forward pass;
+proportional max pooling shares as a plain sum over each window.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor
 from ...errors import SpecError
 from ...rules import Proportional, Winner
 from ..graph import Node
+from ..weighted import stab
 from . import Op, Step, Trace, keeps_sign, proportional
 
 _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
@@ -88,9 +90,44 @@ def _avg_forward(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
 
 
 def _avg_relevance(step: Step) -> list[Tensor | None]:
-    pool = _avg(step.node) if step.node.op == "avg_pool" else _adaptive_avg(step.node)
     epsilon = step.rule.epsilon if isinstance(step.rule, Proportional) else 1e-9
-    return step.only(proportional(pool, step.inputs[0], step.output, step.R, epsilon))
+    x = step.inputs[0]
+    if _tiles(step.node, x.shape):  # the transpose is a copy of each window's share: no vjp, no second pooling
+        s = step.R / stab(step.output, epsilon) / _divisor(step.node)
+        return step.only(_times_windows(s, x, step.node.params["kernel_size"]))
+    pool = _avg(step.node) if step.node.op == "avg_pool" else _adaptive_avg(step.node)
+    return step.only(proportional(pool, x, step.output, step.R, epsilon))
+
+
+def _tiles(node: Node, shape: tuple[int, ...]) -> bool:
+    """Average pooling whose windows tile its input exactly: stride = kernel, no padding, sizes divisible."""
+    if node.op != "avg_pool":
+        return False
+    p = node.params
+    kernel, spatial = tuple(p["kernel_size"]), tuple(shape[-len(p["kernel_size"]) :])
+    return (
+        tuple(p["stride"]) == kernel
+        and not any(p["padding"])
+        and all(size % k == 0 for size, k in zip(spatial, kernel, strict=True))
+    )
+
+
+def _divisor(node: Node) -> int:
+    """What each window's sum is divided by (``divisor_override``, which only 2-d and 3-d pooling take)."""
+    p = node.params
+    override = p.get("divisor_override") if len(p["kernel_size"]) > 1 else None
+    return override or math.prod(p["kernel_size"])
+
+
+def _times_windows(s: Tensor, x: Tensor, kernel: tuple[int, ...]) -> Tensor:
+    """``x`` times the value of ``s`` at the window of each input, for tiling windows: ``s`` is ``(K, *y.shape)``,
+    ``x`` the pooling's input, each spatial size ``h`` split into ``(h / k, k)`` so that ``s`` broadcasts."""
+    n = len(kernel)
+    lead, spatial = x.shape[: x.dim() - n], x.shape[x.dim() - n :]
+    windows = [v for size, k in zip(spatial, kernel, strict=True) for v in (size // k, k)]
+    single = [v for size, k in zip(spatial, kernel, strict=True) for v in (size // k, 1)]
+    product = s.reshape(s.shape[0], *lead, *single) * x.reshape(*lead, *windows)
+    return product.reshape(s.shape[0], *x.shape)
 
 
 OPS = {

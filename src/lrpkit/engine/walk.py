@@ -261,14 +261,10 @@ def _prepared_call(
 def _record(graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: dict[str, Rule]) -> Trace:
     """Every node's value on the model's current weights (constants first, then the ops in order)."""
     trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first, model=model)
-    state = {
-        **dict(model.named_parameters(remove_duplicate=False)),
-        **dict(model.named_buffers(remove_duplicate=False)),
-    }
     tensors = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, Tensor)]
     for node in graph.nodes:
         if node.op in SOURCES:
-            trace.values[node.name] = _source(node, state, tensors, model)
+            trace.values[node.name] = _source(node, tensors, model)
             continue
         inputs = [trace.values[i] if i is not None else None for i in node.inputs]
         try:
@@ -278,12 +274,12 @@ def _record(graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: di
     return trace
 
 
-def _source(node: Node, state: dict[str, Tensor], tensors: list[Tensor], model: nn.Module) -> Any:
+def _source(node: Node, tensors: list[Tensor], model: nn.Module) -> Any:
     p = node.params
     if node.op == "input" or p["source"] == "argument":
         return tensors[p["target"]]
-    if p["source"] in ("parameter", "buffer"):
-        return state[p["target"]].detach()
+    if p["source"] in ("parameter", "buffer"):  # looked up by path: no walk over every module per call
+        return functools.reduce(getattr, p["target"].split("."), model).detach()
     if p["source"] == "value":
         return p["value"]
     try:  # a tensor attribute of the model (not a buffer): its current value, else the one seen at capture
@@ -376,7 +372,8 @@ def _relevance_step(node: Node) -> Any:
 def _warn_blow_up(node: Node, R: Tensor | None, top: float) -> bool:
     if R is None or R.numel() == 0:
         return False
-    largest = float(R.abs().amax())
+    low, high = R.aminmax()  # one pass, no |R| temporary
+    largest = max(-float(low), float(high))
     if math.isfinite(largest) and largest <= BLOW_UP * max(top, 1e-30):
         return False
     size = (

@@ -133,8 +133,9 @@ class WeightedLayer:
 
     def outputs_where(self, mask: Tensor) -> Tensor:
         """Per output unit (weight row): whether ``mask`` holds anywhere for it."""
-        dim = self.output_dim(mask)
-        return mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1)
+        if self.conv is None:  # (..., outputs)
+            return mask.reshape(-1, mask.shape[-1]).any(0)
+        return mask.flatten(2).any(2).any(0)  # (N, outputs, *spatial): no copy of the mask
 
     def output(self, z: Tensor, recorded: Tensor | None) -> Tensor:
         """The layer's real output ``z + b``: ``recorded`` if it was kept, else remade."""

@@ -135,6 +135,14 @@ def _product_relevance(step: Step) -> list[Tensor | None]:
     return shares
 
 
+def _mul_relevance(step: Step) -> list[Tensor | None]:
+    """A product with one receiving factor of the output's shape (``x * c``, gates) passes ``R`` as it is,
+    without the copy that ``R / 1`` makes; otherwise the product rule."""
+    if len(step.receivers) == 1 and tuple(step.inputs[step.receivers[0]].shape) == tuple(step.R.shape[1:]):
+        return step.only(step.R, step.receivers[0])
+    return _product_relevance(step)
+
+
 def _div_relevance(step: Step) -> list[Tensor | None]:
     if 0 not in step.receivers:
         raise SpecError(f"{step.node.describe()}: relevance reaches a division whose numerator is a constant")
@@ -157,7 +165,7 @@ OPS = {
     "add": Op(_add, _add_relevance, _add_sign),
     "sum": Op(_reduce, _reduce_relevance, keeps_sign),
     "mean": Op(_reduce, _reduce_relevance, keeps_sign),
-    "mul": Op(_mul, _product_relevance),
+    "mul": Op(_mul, _mul_relevance),
     "div": Op(_div, _div_relevance),
     "call": Op(_call),
 }

@@ -67,9 +67,11 @@ def _signature(value: Any) -> Any:
 
 def _structure(model: nn.Module) -> tuple:
     """The modules and parameter shapes: a capture is stale once these change."""
-    modules = tuple((name, type(m), id(m)) for name, m in model.named_modules())
-    shapes = tuple((name, tuple(p.shape), p.dtype) for name, p in model.named_parameters())
-    return modules, shapes
+    found = []  # one walk over the modules (named_parameters would walk them again)
+    for name, m in model.named_modules():
+        found.append((name, type(m), id(m)))
+        found.extend((key, tuple(p.shape), p.dtype) for key, p in m._parameters.items() if p is not None)
+    return tuple(found)
 
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[Any, Captured]] = weakref.WeakKeyDictionary()

@@ -42,6 +42,8 @@ def register_module(cls: type[nn.Module]) -> None:
 def opaque_paths(model: nn.Module, extra: Iterable[str] = ()) -> tuple[str, ...]:
     """The module paths to explain as opaque nodes: registered classes and ``extra``, outermost only."""
     extra = tuple(extra)
+    if not extra and not MODULES:
+        return ()  # nothing registered, nothing asked for: no walk over the modules
     modules = dict(model.named_modules())
     for path in extra:
         if path not in modules or not path:

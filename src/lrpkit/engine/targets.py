@@ -98,4 +98,5 @@ def _class_ids(values: Tensor, n: int, classes: int) -> Tensor:
 
 def _one_hot(ids: Tensor, classes: int, like: Tensor) -> Tensor:
     """One-hot rows ``(..., C)`` with a 1 at each id."""
-    return torch.nn.functional.one_hot(ids.long(), classes).to(like.dtype)
+    rows = like.new_zeros((*ids.shape, classes))  # in like's dtype at once (one_hot makes int64 rows first)
+    return rows.scatter_(-1, ids.long().unsqueeze(-1), 1.0)

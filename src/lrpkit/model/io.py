@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,7 @@ def load(path: str | Path) -> Network:
     for _ in range(LOAD_ATTEMPTS):
         try:
             return _load_once(directory)
-        except FileNotFoundError as err:
-            missing = Path(err.args[0]) if err.args else directory
+        except FileNotFoundError as err:  # from the OS: (errno, message) and .filename; from _load_once: the path
+            named = err.filename if err.filename is not None else (err.args[0] if err.args else None)
+            missing = Path(named) if isinstance(named, (str, os.PathLike)) else directory
     raise ModelFileError(f"{missing}: missing")

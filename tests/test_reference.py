@@ -290,8 +290,9 @@ def test_simple_on_bias_free_relu_net_is_gradient_times_input(case, data):
     xt = torch.from_numpy(x).requires_grad_(True)
     net(xt)[:, c].sum().backward()
     expected = (xt.grad * xt).detach().numpy()
-    # LRP-0 with a stabiliser of 1e-30 (LRP-0's own 1e-12 moves tiny denominators), up to pooling's 1e-9
-    R = twin.lrp(x, c, ["epsilon", 1e-30])
+    # LRP-0 and pooling with stabilisers of 1e-30 (LRP-0's own 1e-12 and pooling's 1e-9 move tiny denominators)
+    tiny = lrpkit.Epsilon(1e-30)
+    R = twin.lrp(x, c, {"linear": tiny, "conv": tiny, "avg_pool": lrpkit.Proportional(1e-30)})
     np.testing.assert_allclose(R, expected, rtol=1e-4, atol=1e-7 * np.abs(expected).max())
 
 

@@ -177,18 +177,23 @@ def _skeleton(spec: dict[str, Any], file: Path) -> Network:
 def _read_weights(file: Path, net: Network) -> dict[str, torch.Tensor]:
     """The tensors of ``file``, once its header matches what ``net`` needs (names, shapes, float dtypes)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     foreign = _sniff_foreign(file)
     if foreign:
         raise ModelFileError(f"{file}: this is {foreign}, not safetensors; lrpkit never unpickles")
     expected = {name: (tuple(t.shape), t.is_floating_point()) for name, t in net.state_dict().items()}
     check_header(file, expected, ModelFileError)
-    try:
-        tensors = load_file(str(file))
+    try:  # read through one open handle: a save in another process may unlink the name, never these bytes
+        with open(file, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         raise  # replaced by a save in another process: the caller re-reads model.json
-    except (SafetensorError, OSError, ValueError) as err:
+    except OSError as err:
+        raise ModelFileError(f"{file}: cannot be read ({err})") from None
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as err:
         raise ModelFileError(f"{file}: not a readable safetensors file ({err})") from None
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):

@@ -62,6 +62,7 @@ _EXPORTS = {
     **dict.fromkeys(
         [
             "AlphaBeta",
+            "Conservative",
             "Epsilon",
             "Flat",
             "Gamma",
@@ -82,6 +83,7 @@ _EXPORTS = {
     "load": "model.io",
     "mnist": "model.data",
     **dict.fromkeys(["RelevanceWarning", "layerwise_lrp", "lrp", "register_module", "register_op"], "engine"),
+    "Logit": "engine.targets",
     **dict.fromkeys(["PixelFlippingResult", "aopc", "conservation", "pixel_flipping"], "evaluate"),
     **dict.fromkeys(["BASELINES", "attribute"], "attribution"),
     "heatmap": "pictures.colormaps",

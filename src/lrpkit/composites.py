@@ -4,7 +4,8 @@ Pure Python (no torch, no NumPy), shared by the PyTorch engine and the NumPy ref
 :class:`Composite` is an ordered list of ``(matcher, rule)`` pairs. A matcher is
 
 - a node kind: ``"linear"`` (alias ``"dense"``), ``"conv"``, ``"max_pool"``, ``"avg_pool"``, ``"sum"``,
-  ``"product"``, ``"norm"``, ``"opaque"`` (a module explained as one node);
+  ``"product"``, ``"norm"``, ``"opaque"`` (a module explained as one node), ``"matmul"`` (a product of two
+  signals such as ``q k^T`` or attention times ``V``);
 - ``"first"``: the first Linear-type layers (those the input reaches without passing another one), or
   ``"first:conv"`` / ``"first:linear"``: the first layers of that kind;
 - anything else: an ``fnmatch`` pattern over a node's module path, module type or node name (``"layer4.*"``).
@@ -27,6 +28,7 @@ from .rules import (
     RULES,
     WEIGHTED_KINDS,
     AlphaBeta,
+    Conservative,
     Epsilon,
     Flat,
     Gamma,
@@ -40,7 +42,7 @@ from .rules import (
     ZPlus,
 )
 
-KINDS = ("linear", "conv", "max_pool", "avg_pool", "sum", "product", "norm", "opaque")
+KINDS = ("linear", "conv", "max_pool", "avg_pool", "sum", "product", "norm", "opaque", "matmul")
 ALIASES = {"dense": "linear"}
 FIRST = ("first", "first:linear", "first:conv")
 KIND_DEFAULTS: dict[str, Rule] = {
@@ -52,6 +54,7 @@ KIND_DEFAULTS: dict[str, Rule] = {
     "product": Uniform(),
     "norm": Epsilon(),
     "opaque": Epsilon(),
+    "matmul": Epsilon(),
 }
 """The rule of each kind that no entry of a composite matches."""
 
@@ -121,6 +124,12 @@ def _preset(first: Rule | None, dense: Rule, conv: Rule | None = None, first_of:
     return Composite((*head, ("linear", dense), ("conv", conv or dense)))
 
 
+def _attention(linear: Rule, conv: Rule, matmul: Rule, product: Rule) -> Composite:
+    """AttnLRP / CP-LRP (Achtibat et al. 2024; Ali et al. 2022): rules for Linear-type layers, products of two
+    signals and elementwise products; softmax, LayerNorm and the rest keep their defaults."""
+    return Composite((("linear", linear), ("conv", conv), ("matmul", matmul), ("product", product)))
+
+
 PRESETS: dict[str, Composite] = {
     "deeptaylor": dataclasses.replace(_preset(ZBox(), ZPlus()), rectify=True),
     "zbab": _preset(ZBox(), AlphaBeta(2.0, 1.0)),
@@ -130,8 +139,14 @@ PRESETS: dict[str, Composite] = {
     "epsilon_alpha2_beta1": _preset(None, Epsilon(), AlphaBeta(2.0, 1.0)),
     "epsilon_alpha2_beta1_flat": _preset(Flat(), Epsilon(), AlphaBeta(2.0, 1.0)),
     "epsilon_gamma_box": _preset(ZBox(), Epsilon(), Gamma(0.25), first_of="first:conv"),
+    "attnlrp": _attention(Epsilon(), Epsilon(), Epsilon(), Uniform()),
+    "cp_lrp": _attention(Epsilon(), Epsilon(), Conservative(), Conservative()),
+    "attnlrp_vit": _attention(Gamma(0.05), Gamma(0.25), Epsilon(), Uniform()),
+    "cp_lrp_vit": _attention(Gamma(0.05), Gamma(0.25), Conservative(), Conservative()),
 }
-"""The named methods: deep Taylor, zB/w² + alpha-beta, and Zennit's composites (same names, same rules)."""
+"""The named methods: deep Taylor, zB/w² + alpha-beta, Zennit's composites (same names, same rules), and for
+attention models AttnLRP and CP-LRP (epsilon 1e-6 on Linear layers; the ``_vit`` variants: LXT's ViT choice,
+gamma 0.25 on convolutions (the patch embedding) and 0.05 on Linear layers)."""
 
 
 def composite(method: Any) -> Composite:

@@ -65,13 +65,16 @@ class Epsilon(Rule):
     """LRP-epsilon (Bach et al. 2015): ``R_i = sum_j a_i w_ij / stab(z_j) R_j``, ``stab`` with ``epsilon``.
 
     On a LayerNorm/GroupNorm (kind ``norm``) it is the rule of the linear map ``x -> (x - mean(x)) w / sigma``
-    with ``sigma`` held constant; on an opaque module ``x * J^T (R / stab(y))``, the module read as a linear map.
+    with ``sigma`` held constant; on an opaque module ``x * J^T (R / stab(y))``, the module read as a linear map;
+    on a product of two signals ``O = A B`` (kind ``matmul``: ``q k^T``, attention times ``V``) the epsilon rule
+    with the uniform split of AttnLRP (Achtibat et al. 2024, Prop. 3.3): ``S = R / stab(O)``,
+    ``R_A = A * (S B^T) / 2``, ``R_B = B * (A^T S) / 2`` (all to one factor when the other is a constant).
     """
 
     epsilon: float = 1e-6
     bias: bool = False
     name: ClassVar[str] = "epsilon"
-    kinds: ClassVar[frozenset[str]] = WEIGHTED_KINDS | {"norm", "opaque"}
+    kinds: ClassVar[frozenset[str]] = WEIGHTED_KINDS | {"norm", "opaque", "matmul"}
 
     def __post_init__(self) -> None:
         _check_number(self, "epsilon")
@@ -214,6 +217,25 @@ class Uniform(Rule):
 
 
 @dataclass(frozen=True)
+class Conservative(Rule):
+    """CP-LRP (Ali et al. 2022, "XAI for Transformers: Better Explanations through Conservative Propagation"):
+    attention weights and the gate branch of a gated product are held constant.
+
+    On a product of two signals ``O = A V`` (kind ``matmul``) where ``A`` is a softmax's output (through moves):
+    ``R_V = V * (A^T S)``, ``S = R / stab(O)``, nothing to ``A`` (so nothing reaches ``q`` and ``k``); on an
+    elementwise product ``act(g) * u`` (kind ``product``) where one factor is an activation's output: all of ``R``
+    to the other factor. Products without such a factor keep AttnLRP's uniform split.
+    """
+
+    epsilon: float = 1e-6
+    name: ClassVar[str] = "cp"
+    kinds: ClassVar[frozenset[str]] = frozenset({"matmul", "product"})
+
+    def __post_init__(self) -> None:
+        _check_number(self, "epsilon")
+
+
+@dataclass(frozen=True)
 class Pass(Rule):
     """The identity: ``R_in = R_out`` (a normalisation treated as a constant affine map, e.g. RMSNorm)."""
 
@@ -242,4 +264,5 @@ RULES: dict[str, type[Rule]] = {
     "winner": Winner,
     "uniform": Uniform,
     "pass": Pass,
+    "cp": Conservative,
 }

@@ -6,6 +6,9 @@
   beta``, computed from the current weights at every call). The model's output is unchanged up to rounding.
 - **In-place ReLU**: a ReLU that alone reads a biased Linear/conv output overwrites it (one activation less);
   the layer's ``z + b`` is remade if a rule needs it.
+- **Held factors** (for CP-LRP): in a product of two signals, the factor a ``Conservative`` rule holds constant
+  is marked (``params["held"]``): attention weights (a softmax's output) in a ``matmul``, the activation's output
+  (the gate branch of a gated MLP) in an elementwise ``mul``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def canonize(graph: Graph, opaque: tuple[str, ...] = ()) -> Graph:
     """The graph with opaque modules collapsed, BatchNorms merged and in-place ReLUs marked."""
     for path in opaque:
         graph = _collapse(graph, path)
-    return _mark_inplace(_merge_batchnorm(graph))
+    return _mark_held(_mark_inplace(_merge_batchnorm(graph)))
 
 
 def _collapse(graph: Graph, path: str) -> Graph:
@@ -101,3 +104,20 @@ def _owns_biased_output(graph: Graph, layer: Node, relu: Node) -> bool:
     """Whether ``relu`` is the only reader of ``layer``'s value ``z + b`` (a tensor apart from ``z``)."""
     biased = layer.op in MERGEABLE and (layer.inputs[2] is not None or "batchnorm_eps" in layer.params)
     return biased and graph.consumers[layer.name] == [relu.name] and layer.name != graph.output
+
+
+HELD_ORIGINS = {"matmul": "softmax", "mul": "activation"}
+
+
+def _mark_held(graph: Graph) -> Graph:
+    """Marks the factor CP-LRP holds constant in each product of two signals (see the module docstring)."""
+    nodes = []
+    for node in graph.nodes:
+        origin = HELD_ORIGINS.get(node.op)
+        slots = [k for k, i in enumerate(node.inputs) if i in graph.signals]
+        if origin is not None and len(slots) == 2 and "held" not in node.params:
+            made = [k for k in slots if graph.origin(node.inputs[k]).op == origin]
+            if len(made) == 1:
+                node = dataclasses.replace(node, params={**node.params, "held": made[0]})
+        nodes.append(node)
+    return Graph(tuple(nodes), graph.input, graph.output)

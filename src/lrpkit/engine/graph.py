@@ -11,7 +11,11 @@ Which tensors carry relevance is decided here, once per graph (``docs/lrp-rules.
   anything computed from those alone) is a *constant*. Relevance flows only along signals.
 - a *gate* is a signal squashed by sigmoid/hardsigmoid/tanh/erf, possibly followed by constant affine maps, or a
   product of gates; a product of a signal and a gate gives all relevance to the signal.
+- a *normaliser* is a factor computed from a signal by a reduction and then ``rsqrt``/``reciprocal`` (RMSNorm or
+  LayerNorm written out in ops), possibly followed by constant affine maps; a product with a normaliser gives all
+  relevance to the other factor (the normaliser is held constant, as ``sigma`` is in LayerNorm).
 - the *first* Linear-type layers are those the input reaches without passing another Linear-type layer.
+- for token ids (an integer input), the explained input is the output of the embedding lookup that reads them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ SOURCES = frozenset({"input", "constant"})
 WEIGHTED = frozenset({"linear", "conv"})
 GATE_FUNCTIONS = frozenset({"sigmoid", "hardsigmoid", "tanh", "erf"})
 AFFINE = frozenset({"add", "mul", "div"})  # with constants: maps a gate to a gate
+REDUCTIONS = frozenset({"sum", "mean"})
+CARRIES = AFFINE | {"power", "cast", "identity", "expand", "reshape"}  # keep "computed from a reduction"
+MOVES = frozenset({"reshape", "permute", "expand", "cast", "identity", "slice", "select", "contiguous"})
 
 KINDS = {
     "linear": "linear",
@@ -41,6 +48,7 @@ KINDS = {
     "layer_norm": "norm",
     "group_norm": "norm",
     "module": "opaque",
+    "matmul": "matmul",
 }
 """The kind of each op whose rule a composite may choose (``{"conv": "gamma", "max_pool": "proportional"}``)."""
 
@@ -123,14 +131,42 @@ class Graph:
                 found.add(node.name)
         return frozenset(found)
 
+    @cached_property
+    def normalisers(self) -> frozenset[str]:
+        """Factors computed from a signal by a reduction, then ``rsqrt``/``reciprocal`` (see the module docstring)."""
+        reduced: set[str] = set()
+        found: set[str] = set()
+        for node in self.nodes:
+            signal_inputs = [i for i in node.inputs if i in self.signals]
+            if not signal_inputs:
+                continue
+            if node.op in REDUCTIONS or (node.op in CARRIES and all(i in reduced for i in signal_inputs)):
+                reduced.add(node.name)
+            inverse = node.op == "power" and node.params.get("exponent", 1) < 0
+            if (inverse and all(i in reduced for i in signal_inputs)) or (
+                node.op in CARRIES and all(i in found for i in signal_inputs)
+            ):
+                found.add(node.name)
+        return frozenset(found)
+
+    def origin(self, name: str) -> Node:
+        """The node that made the values ``name`` holds: followed back through moves and casts."""
+        node = self.by_name[name]
+        while node.op in MOVES and node.inputs and node.inputs[0] in self.by_name:
+            node = self.by_name[node.inputs[0]]
+        return node
+
     def receivers(self, node: Node) -> tuple[int, ...]:
-        """The input positions of ``node`` that receive relevance (signals, minus gates in a product)."""
+        """The input positions of ``node`` that receive relevance (signals; in a product, a normaliser or a gate
+        factor is held constant: constant > normaliser > gate > signal)."""
         slots = [k for k, i in enumerate(node.inputs) if i in self.signals]
-        if node.op in WEIGHTED or node.op.endswith("_norm") or node.op == "div":
-            return tuple(k for k in slots if k == 0)
+        if node.op in WEIGHTED or node.op.endswith("_norm") or node.op == "div" or node.op == "embedding":
+            return tuple(k for k in slots if k == 0 and node.op != "embedding")
         if node.op == "mul" and len(slots) > 1:
-            ungated = [k for k in slots if node.inputs[k] not in self.gates]
-            return tuple(ungated) if ungated else tuple(slots)
+            for held in (self.normalisers, self.gates):
+                kept = [k for k in slots if node.inputs[k] not in held]
+                if kept and len(kept) < len(slots):
+                    return tuple(kept)
         return tuple(slots)
 
     @cached_property

@@ -6,6 +6,7 @@ The leading dimension ``K`` is 1, or ``C`` for ``"all"`` (every class explained 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,9 +15,61 @@ from torch import Tensor
 from ..errors import TargetError
 
 KEYWORDS = ("pred", "all")
+
+
+@dataclass(frozen=True)
+class Logit:
+    """A target for sequence outputs and contrastive explanations.
+
+    ``target``: a class (token) id, one per sample, or ``"pred"``; ``position``: for outputs ``(N, L, C)`` such as
+    a causal LM's next-token logits, the sequence position explained (an int, negative from the end, or one per
+    sample for padded batches); ``contrastive``: explain the target's logit minus the mean of the others
+    (filter ``+1`` at the target, ``-1 / (C - 1)`` elsewhere).
+    """
+
+    target: Any = "pred"
+    position: Any = None
+    contrastive: bool = False
+
+    def filter(self, output: Tensor) -> Tensor:
+        """The float filter of ``output``'s shape this target stands for."""
+        logits = output if self.position is None else _at_position(output, self.position)
+        if isinstance(self.target, str) and self.target != "pred":
+            raise TargetError(f"Logit target must be a class id, ids per sample or 'pred', got {self.target!r}")
+        classes = logits.shape[1]
+        ids = (
+            logits.argmax(1)
+            if isinstance(self.target, str)
+            else _class_ids(_as_tensor(self.target), len(logits), classes)
+        )
+        rows = _one_hot(ids.to(output.device), classes, output)
+        if self.contrastive:
+            rows = rows - (1 - rows) / max(classes - 1, 1)
+        if self.position is None:
+            return rows
+        full = output.new_zeros(output.shape)
+        full[torch.arange(len(output)), _positions(self.position, output)] = rows
+        return full
+
+
+def _positions(position: Any, output: Tensor) -> Tensor:
+    n, length = output.shape[:2]
+    values = _as_tensor(position).to(output.device).long()
+    values = values.expand(n) if values.dim() == 0 else values
+    if values.shape != (n,) or bool(((values < -length) | (values >= length)).any()):
+        raise TargetError(f"position must be an int or one per sample in -{length}..{length - 1}, got {position!r}")
+    return values % length
+
+
+def _at_position(output: Tensor, position: Any) -> Tensor:
+    if output.dim() != 3:
+        raise TargetError(f"a position selects along dimension 1 of an (N, L, C) output, got {tuple(output.shape)}")
+    return output[torch.arange(len(output)), _positions(position, output)]
+
+
 HELP = (
     "a target is an int class, a sequence/tensor of class ids (one per sample), a float filter of shape (C,) "
-    "or (N, C), 'pred', 'all', or None"
+    "or (N, C), 'pred', 'all', lrpkit.Logit(target, position, contrastive), or None"
 )
 
 
@@ -41,6 +94,8 @@ def class_filter(target: Any, output: Tensor) -> Tensor:
         return output.new_zeros((1, 1, classes, *rest))
     if isinstance(target, str):
         return _keyword(target, output)
+    if isinstance(target, Logit):
+        return target.filter(output).unsqueeze(0)
     if isinstance(target, bool):
         raise TargetError(f"target must not be a bool, got {target!r}; {HELP}")
     values = _as_tensor(target).to(output.device)

@@ -324,7 +324,9 @@ def _matrix_with_constant(b: _Builder, fx: Any, a: dict[str, Any], signals: froz
     bias = a.get("self") if "mat1" in a else None
     shape = fx.args[2 if "mat1" in a else 1].meta["val"].shape
     if w in signals or x not in signals or len(shape) != 2 or float(a.get("alpha", 1)) != 1 or a.get("beta", 1) != 1:
-        return _call(b, fx)
+        from .translate_attention import matmul  # a product of two signals, or of a constant and a signal
+
+        return matmul(b, fx, a)
     weight = b.add(fx, "permute", (w,), name=f"{fx.name}_weight", dims=(1, 0))
     b.add(fx, "linear", (x, weight, bias))
 
@@ -502,9 +504,25 @@ def translate(exported: Any, explained: int) -> tuple[Graph, tuple[str | None, .
             before = len(b.nodes)
             _translate_node(b, fx, frozenset(signals))
             signals.update(n.name for n in b.nodes[before:] if any(i in signals for i in n.inputs))
-    explained_node = next(n.name for n in b.nodes if n.op == "input")
+    explained_node = _explained(b, exported)
     first = next((name for name in returned if name is not None), explained_node)
     return Graph(tuple(b.nodes), explained_node, first), returned
+
+
+def _explained(b: _Builder, exported: Any) -> str:
+    """The explained node: the input itself, or for token ids (an integer input) the embedding lookup reading
+    them, whose output is the signal relevance flows back to."""
+    name = next(n.name for n in b.nodes if n.op == "input")
+    value = next((fx.meta.get("val") for fx in exported.graph.nodes if fx.name == name), None)
+    if not isinstance(value, Tensor) or value.is_floating_point():
+        return name
+    lookups = [n.name for n in b.nodes if n.op == "embedding" and n.inputs[1] == name]
+    if not lookups:
+        raise SpecError(
+            f"x is a tensor of {value.dtype}; integer inputs are token ids, explained at the embedding lookup that "
+            "reads them, but no embedding reads x. Pass floating point inputs (e.g. inputs_embeds) instead"
+        )
+    return lookups[0]
 
 
 def _functional(target: Any) -> Any:
@@ -580,3 +598,13 @@ def _clean_path(path: str) -> str:
     """``L['self'].layer1[0].conv1`` (strict mode) or ``layer1.0.conv1`` -> ``layer1.0.conv1``."""
     path = re.sub(r"^L\['self'\]\.?", "", path)
     return re.sub(r"\[(\d+)\]", r".\1", path).strip(".")
+
+
+def _register_attention() -> None:
+    """The translators of attention models' ops (:mod:`~lrpkit.engine.translate_attention`)."""
+    from .translate_attention import TRANSLATE_ATTENTION
+
+    TRANSLATE.update(TRANSLATE_ATTENTION)
+
+
+_register_attention()

@@ -39,6 +39,8 @@ OPS: dict[str, Op] = registry()
 MAXPOOL_MODES = {"winner": Winner(), "proportional": Proportional()}
 MEMORY = 2**30
 """Default bytes of relevance per chunk of targets (``target="all"`` splits the classes to fit)."""
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+"""Model dtypes whose relevance is accumulated in float32."""
 BLOW_UP = 1e6
 """A warning names the first layer whose relevance exceeds this many times the readout's largest |relevance|."""
 
@@ -67,10 +69,13 @@ class Explained:
     every: bool
     prepared: Prepared
     output: Tensor
+    tokens: bool = False  # x held token ids: the input relevance is the embeddings', one vector per token
 
     def heatmap(self, shape: tuple[int, ...]) -> Tensor:
         """The input relevance in the caller's ``shape`` of ``x``, or ``(N, C, *shape[1:])`` for ``"all"``."""
         R = _public(self.input, self.every)
+        if self.tokens:
+            R = R.sum(-1)  # token ids: each token's relevance is its embedding's, summed over the hidden dimension
         return R.reshape(*R.shape[:2], *shape[1:]) if self.every else R.reshape(shape)
 
 
@@ -158,8 +163,10 @@ def explain(
         _carry_bounds(prepared.graph, trace, plan, bounds, model)
         output = trace.values[prepared.graph.output]
         R, every = start_relevance(output, target, plan.rectify)
+        R = R.float() if R.dtype in LOW_PRECISION else R  # bfloat16/float16 models: relevance in float32
         found = _walk_chunks(prepared, trace, R, keep, memory)
-    return Explained(found[prepared.graph.input], found, every, prepared, output.clone())
+    tokens = isinstance(x, Tensor) and not x.is_floating_point()
+    return Explained(found[prepared.graph.input], found, every, prepared, output.clone(), tokens)
 
 
 def _call_inputs(x: Tensor, args: Sequence[Any], kwargs: dict[str, Any] | None, position: int | str):
@@ -345,8 +352,9 @@ def _walk(prepared: Prepared, trace: Trace, R: Tensor, keep: bool, free: bool) -
             found[node.name] = R_out
         if node.op in SOURCES:
             continue
-        step = Step(node, [trace.values.get(i) if i else None for i in node.inputs], trace.values.get(node.name),
-                    R_out, trace, prepared.receivers[node.name])  # fmt: skip
+        inputs = [_upcast(trace.values.get(i), R.dtype) if i else None for i in node.inputs]
+        step = Step(node, inputs, _upcast(trace.values.get(node.name), R.dtype), R_out, trace,
+                    prepared.receivers[node.name])  # fmt: skip
         shares = _relevance_step(node)(step)
         for k in step.receivers:
             if shares[k] is not None:
@@ -360,6 +368,13 @@ def _walk(prepared: Prepared, trace: Trace, R: Tensor, keep: bool, free: bool) -
     if graph.input not in found:
         found[graph.input] = R.new_zeros((R.shape[0], *trace.values[graph.input].shape))
     return {**{k: v for k, v in reversed(found.items())}}
+
+
+def _upcast(value: Any, dtype: torch.dtype) -> Any:
+    """A bfloat16/float16 value in the relevance's float32 (as LXT advises), for the one step that reads it."""
+    if isinstance(value, Tensor) and value.dtype in LOW_PRECISION and dtype not in LOW_PRECISION:
+        return value.to(dtype)
+    return value
 
 
 def _relevance_step(node: Node) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
-from ..rules import Epsilon, Proportional, Rule, Winner
+from ..rules import Conservative, Epsilon, Proportional, Rule, Winner
 from . import rules
 from .layers import Conv, Linear
 from .rules import stab
@@ -214,10 +214,12 @@ def _product(node: Any, inputs: list[Any]) -> Array:
 
 
 def _product_relevance(c: Context) -> list[Array | None]:
-    """All of ``R`` to the one receiving factor, ``R / k`` to each of ``k`` signal factors."""
-    return [
-        _sum_to(c.R / len(c.receivers), c.inputs[k].shape) if k in c.receivers else None for k in range(len(c.inputs))
-    ]
+    """All of ``R`` to the one receiving factor, ``R / k`` to each of ``k`` signal factors (CP-LRP: all of ``R``
+    to the factor that is not the held gate branch)."""
+    receivers, held = c.receivers, c.node.params.get("held")
+    if isinstance(c.rule, Conservative) and held in receivers and len(receivers) == 2:
+        receivers = tuple(k for k in receivers if k != held)
+    return [_sum_to(c.R / len(receivers), c.inputs[k].shape) if k in receivers else None for k in range(len(c.inputs))]
 
 
 def _reduce(node: Any, inputs: list[Any]) -> Array:
@@ -358,3 +360,12 @@ OPS: dict[str, tuple[Forward, RelevanceStep]] = {
     ),
     "pad": (_pad, _pad_relevance),
 }
+
+
+def _attention_ops() -> None:
+    from .attention import OPS as ATTENTION
+
+    OPS.update(ATTENTION)
+
+
+_attention_ops()

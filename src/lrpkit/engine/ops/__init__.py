@@ -96,9 +96,9 @@ def sum_to(R: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 def registry() -> dict[str, Op]:
     """Every op lrpkit knows, by name."""
-    from . import elementwise, linear, moves, norms, opaque, pooling
+    from . import attention, elementwise, linear, moves, norms, opaque, pooling
 
     ops: dict[str, Op] = {}
-    for module in (linear, pooling, moves, elementwise, norms, opaque):
+    for module in (linear, pooling, moves, elementwise, norms, opaque, attention):
         ops.update(module.OPS)
     return ops

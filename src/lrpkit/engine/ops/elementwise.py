@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...errors import SpecError
-from ...rules import Proportional
+from ...rules import Conservative, Proportional
 from ..graph import Node
 from ..weighted import stab
 from . import Op, Step, Trace, keeps_sign, sum_to
@@ -128,10 +128,15 @@ def _div(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
 
 
 def _product_relevance(step: Step) -> list[Tensor | None]:
-    """All of ``R`` to the one receiving factor, or ``R / k`` to each of ``k`` signal factors."""
+    """All of ``R`` to the one receiving factor, or ``R / k`` to each of ``k`` signal factors; a
+    ``Conservative`` rule (CP-LRP) gives all of ``R`` to the factor that is not the held gate branch."""
+    receivers = step.receivers
+    held = step.node.params.get("held")
+    if isinstance(step.rule, Conservative) and held in receivers and len(receivers) == 2:
+        receivers = tuple(k for k in receivers if k != held)
     shares: list[Tensor | None] = [None] * len(step.node.inputs)
-    for k in step.receivers:
-        shares[k] = sum_to(step.R / len(step.receivers), tuple(step.inputs[k].shape))
+    for k in receivers:
+        shares[k] = sum_to(step.R / len(receivers), tuple(step.inputs[k].shape))
     return shares
 
 

@@ -42,6 +42,11 @@ def _forward(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
 def _relevance(step: Step) -> list[Tensor | None]:
     node, rule, a = step.node, step.rule, step.inputs[0]
     layer, z = step.trace.aux[node.name]
+    if z.dtype != step.R.dtype:  # a bfloat16/float16 model: the rule in the relevance's float32
+        layer, z = (
+            WeightedLayer(layer.weight.to(step.R.dtype), _to(layer.bias, step.R.dtype), layer.conv),
+            z.to(step.R.dtype),
+        )
     nonneg = node.inputs[0] in step.trace.nonneg or (isinstance(rule, SIGNED) and bool((a >= 0).all()))
     record = Recorded(a, z, nonneg, step.output)
     bounds = _zbox_bounds(rule, step) if isinstance(rule, ZBox) else None
@@ -66,6 +71,10 @@ def _zbox_bounds(rule: ZBox, step: Step) -> tuple[Tensor, Tensor]:
     high = one_sample(rule.high, a, f"{node.name}: ZBox high") if rule.high is not None else carried[1]
     check_bounds(low, high, node.name)
     return low, high
+
+
+def _to(value: Tensor | None, dtype: Any) -> Tensor | None:
+    return None if value is None else value.to(dtype)
 
 
 OPS = {"linear": Op(_forward, _relevance), "conv": Op(_forward, _relevance)}

@@ -342,3 +342,21 @@ def test_the_twin_runs_on_token_ids_with_its_own_numpy_forward():
     logits = twin.values(x.numpy())[twin.graph.output]
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(x).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_values_made_like_a_signal_are_constants():
+    """``y.new_zeros(...)`` (Swin builds its masks so) reads only y's shape and dtype: a constant, so the sum is a
+    lone signal plus a constant and all of the logit goes to ``y`` (refused before: relevance reached the call)."""
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3, bias=False)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return y + y.new_zeros(y.shape).fill_(0.5)
+
+    model, x = Masked().double(), torch.randn(2, 4, dtype=F64)
+    R = lrpkit.lrp(model, x, 1, {"linear": Epsilon(TINY)})
+    torch.testing.assert_close(R.sum(1), model(x)[:, 1].detach(), rtol=1e-12, atol=0)

@@ -57,7 +57,7 @@ _EXPORTS = {
         "model.layers",
     ),
     **dict.fromkeys(
-        ["ARCHITECTURES", "Network", "cnn", "mlp", "resnet", "tutorial_cnn", "tutorial_mlp"], "model.network"
+        ["ARCHITECTURES", "Network", "cnn", "mlp", "resnet", "tutorial_cnn", "tutorial_mlp", "vit"], "model.network"
     ),
     **dict.fromkeys(
         [
@@ -90,8 +90,9 @@ _EXPORTS = {
     **dict.fromkeys(["explain_dataset", "open_store"], "jobs"),
     "spray": "analysis.spray",
     **dict.fromkeys(["export_tutorial", "load_tutorial"], "model.tutorial"),
+    **dict.fromkeys(["ClassToken", "Encoder", "Tokens"], "model.transformer"),
     **dict.fromkeys(["MismatchError", "ReferenceNetwork"], "reference"),
-    **dict.fromkeys(["plot_classes", "plot_filters", "visualize"], "pictures"),
+    **dict.fromkeys(["plot_classes", "plot_filters", "visualize", "write_tokens_html", "write_tokens_png"], "pictures"),
 }
 
 _SUBMODULES = {

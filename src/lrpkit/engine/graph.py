@@ -111,10 +111,11 @@ class Graph:
 
     @cached_property
     def signals(self) -> frozenset[str]:
-        """The nodes whose value depends on the explained input."""
+        """The nodes whose value depends on the explained input (not ``independent`` ones such as
+        ``x.new_zeros(...)``, which read only its dtype, device or shape)."""
         found = {self.input}
         for node in self.nodes:
-            if any(i in found for i in node.inputs):
+            if any(i in found for i in node.inputs) and not node.params.get("independent"):
                 found.add(node.name)
         return frozenset(found)
 

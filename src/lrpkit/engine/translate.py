@@ -516,7 +516,14 @@ def _explained(b: _Builder, exported: Any) -> str:
     value = next((fx.meta.get("val") for fx in exported.graph.nodes if fx.name == name), None)
     if not isinstance(value, Tensor) or value.is_floating_point():
         return name
-    lookups = [n.name for n in b.nodes if n.op == "embedding" and n.inputs[1] == name]
+    moved = {name}  # the ids, and the ids reshaped, sliced, cast (GPT-2 looks up input_ids.view(-1, L))
+    for node in b.nodes:
+        if (
+            node.op in ("reshape", "permute", "slice", "select", "expand", "identity", "cast")
+            and node.inputs[0] in moved
+        ):
+            moved.add(node.name)
+    lookups = [n.name for n in b.nodes if n.op == "embedding" and n.inputs[1] in moved]
     if not lookups:
         raise SpecError(
             f"x is a tensor of {value.dtype}; integer inputs are token ids, explained at the embedding lookup that "

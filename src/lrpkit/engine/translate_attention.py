@@ -12,6 +12,7 @@ embedding lookups and the powers written-out normalisers are made of.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -157,7 +158,21 @@ def _power(fn: str, exponent: float | None = None) -> Any:
     return translate
 
 
+def _independent(b: _Builder, fx: Any, a: dict[str, Any]) -> None:
+    """``x.new_zeros(...)``, ``torch.zeros_like(x)``...: values that never depend on ``x``'s (Swin's masks)."""
+    _call(b, fx)
+    b.nodes[-1] = dataclasses.replace(b.nodes[-1], params={**b.nodes[-1].params, "independent": True})
+
+
+INDEPENDENT = [
+    getattr(getattr(ATen, name), overload)
+    for name, overload in [("new_zeros", "default"), ("new_ones", "default"), ("new_full", "default"),
+                           ("new_empty", "default"), ("zeros_like", "default"), ("ones_like", "default"),
+                           ("full_like", "default"), ("empty_like", "default")]
+]  # fmt: skip
+
 TRANSLATE_ATTENTION: dict[Any, Any] = {
+    **dict.fromkeys(INDEPENDENT, _independent),
     ATen.bmm.default: matmul,
     ATen.baddbmm.default: matmul,
     ATen.einsum.default: _einsum,

@@ -370,6 +370,15 @@ LAYER_TYPES: dict[str, type[LayerSpec]] = {
         Residual,
     )
 }
+
+
+def _transformer_layers() -> None:
+    from .transformer import TRANSFORMER_LAYERS
+
+    LAYER_TYPES.update({cls.__name__: cls for cls in TRANSFORMER_LAYERS})
+
+
+_transformer_layers()
 ALIASES = {
     "FirstLinear": "Linear",
     "NextLinear": "Linear",

@@ -326,4 +326,24 @@ def resnet(**kwargs: Any) -> Network:
     return Network([*layers, L.AvgPool(6, 6), L.Linear(10)], **kwargs)
 
 
-ARCHITECTURES = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "tutorial_mlp": tutorial_mlp, "tutorial_cnn": tutorial_cnn}
+def vit(**kwargs: Any) -> Network:
+    """A small vision transformer for MNIST: a 3x3 conv stem (stride 2) with ReLU, 2x2 patch tokens of width 64
+    with a class token and position embeddings, two pre-LN encoder blocks (4 heads, MLP 128), the class token's
+    LayerNorm, Linear 10.
+
+    28x28 -> 14x14x32 -> 49 + 1 tokens x 64 -> (2 blocks) -> 64 -> 10.
+    """
+    from .transformer import ClassToken, Encoder, Tokens
+
+    layers = [L.Format(), L.Conv(32, 3, 2, 1), L.ReLU(), Tokens(64, 2), Encoder(4, 128), Encoder(4, 128)]
+    return Network([*layers, ClassToken(), L.Linear(10)], **kwargs)
+
+
+ARCHITECTURES = {
+    "mlp": mlp,
+    "cnn": cnn,
+    "resnet": resnet,
+    "vit": vit,
+    "tutorial_mlp": tutorial_mlp,
+    "tutorial_cnn": tutorial_cnn,
+}

@@ -76,3 +76,25 @@ def max_relative(a: torch.Tensor, b: torch.Tensor) -> float:
     """Per sample ``max|a - b| / max|b|``, the worst sample (docs/lrp-rules.md, "Comparing heatmaps")."""
     a, b = a.reshape(len(a), -1).double(), b.reshape(len(b), -1).double()
     return float(((a - b).abs().amax(1) / b.abs().amax(1)).max())
+
+
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+"""glibc's malloc thresholds fixed, so that freed memory returns to the system between measurements."""
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def peak_mib(call) -> float:
+    """How far one call raises the process's peak resident memory above what was in use before it (MiB; Linux:
+    the peak is reset through /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    call()
+    return (_status_kib("VmHWM") - before) / 1024

@@ -4,10 +4,10 @@ time of AttnLRP / CP-LRP divided by a plain input gradient.
 
 - Runs: ``lrpkit.lrp(model, x, target, "cp_lrp")`` and ``"attnlrp"`` return finite relevance (capture time apart).
 - Conservation: float64, biases zeroed, stabilisers 1e-12: ``|sum R - logit| / |logit|`` at the input embeddings
-  (token models) or pixels (vision models; vit_b_16's class token is a constant, so its slice of relevance stops
-  there and pixels do not hold the whole logit by definition).
-- Time: float32, one thread; medians of ``--rounds`` calls after a warm-up; the gradient is
-  ``d logit / d input`` (embeddings for token models).
+  (token models), the pixels (swin_t) or the token sequence after the class token joins it (vit_b_16: the class
+  token is a constant, so its slice of relevance stops there and the pixels hold less than the logit by definition).
+- Time: float32, one thread; medians of ``--rounds`` rounds after a warm-up, each round running the gradient, AttnLRP
+  and CP-LRP once in turn; the gradient is ``d logit / d input`` (embeddings for token models).
 
 Run it once per transformers release (bench/README.md): each writes its own section of RESULTS.md.
 
@@ -91,23 +91,30 @@ class Case:
 
 
 def conservation(case: Case) -> float:
+    """``|sum R - logit| / |logit|`` at the input embeddings, the worst sample (CP-LRP, float64, biases zeroed)."""
     model = _hf.zero_biases(case.model(torch.float64))
     x = case.input(torch.float64)
     target, logit = case.target(model, x)
     options = {} if case.vision else {"position": "input_ids"}
     R = lrpkit.layerwise_lrp(model, x, target, EXACT_CP, **options)
-    first = next(iter(R.values()))
-    return float(((first.reshape(len(x), -1).sum(1) - logit).abs() / logit.abs()).max())
+    # vit_b_16: the class token joins the patch embeddings by a concatenation; it is a constant, so the sequence
+    # (that node), not the pixels, holds the whole logit
+    at = next(n for n in R if n.startswith("cat")) if case.name == "vit_b_16" else next(iter(R))
+    return float(((R[at].reshape(len(x), -1).sum(1) - logit).abs() / logit.abs()).max())
 
 
-def median_ms(call, rounds: int) -> float:
-    call()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
+def median_ms(calls: dict[str, object], rounds: int) -> dict[str, float]:
+    """Median milliseconds of each call: one warm-up, then rounds in which every call runs once, in turn (so that
+    the machine's background load hits them alike)."""
+    for call in calls.values():
         call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
 def speed(case: Case, rounds: int) -> dict:
@@ -119,10 +126,12 @@ def speed(case: Case, rounds: int) -> dict:
     R = lrpkit.lrp(model, x, target, "cp_lrp", **options)
     capture = time.perf_counter() - start
     finite = bool(torch.isfinite(R).all())
+    finite = finite and bool(torch.isfinite(lrpkit.lrp(model, x, target, "attnlrp", **options)).all())
     found = {"capture s": capture, "finite": finite}
-    found["gradient ms"] = median_ms(lambda: case.gradient(model, x, target), rounds)
+    calls = {"gradient": lambda: case.gradient(model, x, target)}
     for method in ("attnlrp", "cp_lrp"):
-        found[f"{method} ms"] = median_ms(lambda m=method: lrpkit.lrp(model, x, target, m, **options), rounds)
+        calls[method] = lambda m=method: lrpkit.lrp(model, x, target, m, **options)
+    found.update({f"{name} ms": ms for name, ms in median_ms(calls, rounds).items()})
     return found
 
 

@@ -25,11 +25,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _hf  # noqa: E402
-import _report  # noqa: E402
-
-import lrpkit  # noqa: E402
-from lrpkit.rules import Conservative, Epsilon, Proportional  # noqa: E402
+import _hf
+import _report
+import lrpkit
+from lrpkit.rules import Conservative, Epsilon, Proportional
 
 EXACT_CP = {
     "linear": Epsilon(1e-12),

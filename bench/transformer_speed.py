@@ -6,9 +6,11 @@ logit: the predicted next token at the last position.
 
 Every job lives in a process of its own (LXT patches transformers' classes process-wide), started once and warmed
 up (lrpkit: the capture, cached afterwards). Then rounds: in each round every job runs one call, in turn, so that
-the machine's background load hits all of them alike; the time of a job is its median over the rounds. Last, each
-job's peak memory: how far one more call raises its process's peak resident memory above what was in use before
-it (as bench/speed.py measures it). Runs in the LXT bench environment (bench/README.md).
+the machine's background load hits all of them alike; the time of a job is its median over the rounds. Peak memory,
+as bench/speed.py measures it: one fresh process per job, with glibc's malloc thresholds fixed so that freed memory
+returns to the system, warmed up, then how far one more call raises the process's peak resident memory above what
+was in use before it (not in the timed processes: fixed thresholds make every large allocation a fresh mapping,
+which costs time). Runs in the LXT bench environment (bench/README.md).
 
     python bench/transformer_speed.py [--threads 1] [--rounds 15] [--device cpu] [--no-write]
 """
@@ -27,14 +29,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _hf  # noqa: E402
-import _report  # noqa: E402
-
-import lrpkit  # noqa: E402
+import _hf
+import _report
+import lrpkit
 
 JOBS = ("forward", "gradient", "lrpkit attnlrp", "lrpkit cp_lrp", "LXT attnlrp", "LXT cp")
 CONFIG = {"n_embd": 256, "n_layer": 4, "n_head": 4, "vocab_size": 1000}
-TARGETS = "AttnLRP ≤ 1.5× the gradient and not slower than LXT's AttnLRP; peak memory ≤ LXT's"
+TARGETS = "AttnLRP ≤ 1.5x the gradient and not slower than LXT's AttnLRP; peak memory ≤ LXT's"
 
 
 def build(device: torch.device):
@@ -82,11 +83,15 @@ def _gradient_x_input(model, ids, target):
     return (_gradient(model, ids, target) * embeds).sum(-1)
 
 
-def worker(job: str, device: torch.device) -> None:
-    """A job's process: builds, warms up, then answers ``time`` and ``memory`` lines on stdin until ``quit``."""
+def worker(job: str, device: torch.device, memory: bool) -> None:
+    """A job's process: builds, warms up, then answers ``time`` lines on stdin until ``quit``
+    (``memory``: measures the peak once, prints it and exits)."""
     model, ids, target = build(device)
     call = call_of(job, model, ids, target)
     call()
+    if memory:
+        print(json.dumps({"mib": _peak(call, device)}), flush=True)
+        return
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "time":
@@ -95,8 +100,6 @@ def worker(job: str, device: torch.device) -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             print(json.dumps({"s": time.perf_counter() - start}), flush=True)
-        elif line.strip() == "memory":
-            print(json.dumps({"mib": _peak(call, device)}), flush=True)
         else:
             return
 
@@ -114,10 +117,8 @@ class Worker:
     """The parent's handle on one job's process."""
 
     def __init__(self, job: str, args: argparse.Namespace) -> None:
-        command = [sys.executable, __file__, "--one", job, "--threads", str(args.threads), "--device", args.device]
-        env = {**os.environ, **_hf.MALLOC_FIXED}
         self.job = job
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(_command(job, args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.error: str | None = None
 
     def ready(self) -> None:
@@ -143,6 +144,18 @@ class Worker:
             self.process.wait()
 
 
+def _command(job: str, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, __file__, "--one", job, "--threads", str(args.threads), "--device", args.device]
+
+
+def peak_memory(job: str, args: argparse.Namespace) -> dict:
+    """The job's peak memory, measured in a fresh process of its own."""
+    env = {**os.environ, **_hf.MALLOC_FIXED}
+    done = subprocess.run([*_command(job, args), "--memory"], capture_output=True, text=True, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+
+
 def measure(args: argparse.Namespace) -> dict[str, dict]:
     workers = [Worker(job, args) for job in JOBS]
     try:
@@ -154,23 +167,24 @@ def measure(args: argparse.Namespace) -> dict[str, dict]:
                 answer = w.ask("time")
                 if answer:
                     times[w.job].append(answer["s"])
-        rows = {}
-        for w in workers:
-            memory = w.ask("memory")
-            if w.error:
-                rows[w.job] = {"error": w.error}
-            else:
-                rows[w.job] = {"ms": 1000 * statistics.median(times[w.job]), "peak_mib": memory["mib"]}
-            print(w.job, rows[w.job], flush=True)
-        return rows
     finally:
         for w in workers:
             w.close()
+    rows = {}
+    for w in workers:
+        memory = peak_memory(w.job, args)
+        if w.error or "error" in memory:
+            rows[w.job] = {"error": w.error or memory["error"]}
+        else:
+            rows[w.job] = {"ms": 1000 * statistics.median(times[w.job]), "peak_mib": memory["mib"]}
+        print(w.job, rows[w.job], flush=True)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--one", help="one job's process (used by the script itself)")
+    parser.add_argument("--memory", action="store_true", help="with --one: measure its peak memory only")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--device", default="cpu")
@@ -179,7 +193,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.one:
-        worker(args.one, device)
+        worker(args.one, device, args.memory)
         return
     before = _report.load_average()
     rows = measure(args)
@@ -196,8 +210,8 @@ def verdict(rows: dict) -> str:
         return "targets: not checked (a job failed)"
     ours, lxt, gradient = rows["lrpkit attnlrp"], rows["LXT attnlrp"], rows["gradient"]["ms"]
     checks = [
-        f"AttnLRP {ours['ms'] / gradient:.2f}× the gradient (≤ 1.5×: {'✓' if ours['ms'] <= 1.5 * gradient else '✗'})",
-        f"{lxt['ms'] / ours['ms']:.2f}× faster than LXT's AttnLRP ({'✓' if ours['ms'] <= lxt['ms'] else '✗'})",
+        f"AttnLRP {ours['ms'] / gradient:.2f}x the gradient (≤ 1.5x: {'✓' if ours['ms'] <= 1.5 * gradient else '✗'})",
+        f"{lxt['ms'] / ours['ms']:.2f}x faster than LXT's AttnLRP ({'✓' if ours['ms'] <= lxt['ms'] else '✗'})",
         f"peak memory {ours['peak_mib']:.1f} MiB vs LXT's {lxt['peak_mib']:.1f} MiB "
         f"({'✓' if ours['peak_mib'] <= lxt['peak_mib'] else '✗'})",
     ]
@@ -216,8 +230,8 @@ def report(rows: dict, args: argparse.Namespace, device: torch.device, before: s
     return "\n".join([
         f"## Transformer speed on {device.type} (bench/transformer_speed.py)", "",
         f"GPT-2 (eager attention), {CONFIG['n_layer']} layers, hidden {CONFIG['n_embd']}, {CONFIG['n_head']} heads, "
-        f"vocabulary {CONFIG['vocab_size']}, 1 x 128 tokens, float32, random weights; each job in a process of its own, "
-        f"medians of {args.rounds} rounds (every job once per round, in turn) after a warm-up. Gradient: the plain "
+        f"vocabulary {CONFIG['vocab_size']}, 1 x 128 tokens, float32, random weights; each job in a process of its "
+        f"own, medians of {args.rounds} rounds (every job once per round, in turn) after a warm-up. Gradient: the plain "
         "input gradient at the embeddings; LXT: gradient x input of the patched model (its AttnLRP / CP-LRP). "
         f"Targets: {TARGETS}.", "",
         *_report.environment(device),

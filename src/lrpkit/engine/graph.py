@@ -180,6 +180,23 @@ class Graph:
         return tuple(node for node in self.nodes if node.name in reached)
 
     @cached_property
+    def transient(self) -> dict[str, tuple[str, ...]]:
+        """Values the walk never reads -- computed (not sources), off the relevance path and read by no node on it:
+        gates, masks, a written-out GELU's inner terms -- keyed by the node after which the forward pass no longer
+        needs them, so that they can be dropped there rather than held until the walk."""
+        read = {self.input, self.output} | {n.name for n in self.relevant}
+        read |= {i for n in self.relevant for i in n.inputs if i is not None}
+        last: dict[str, str] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                if name is not None and name not in read and self.by_name[name].op not in SOURCES:
+                    last[name] = node.name
+        found: dict[str, list[str]] = {}
+        for name, at in last.items():
+            found.setdefault(at, []).append(name)
+        return {at: tuple(names) for at, names in found.items()}
+
+    @cached_property
     def first(self) -> frozenset[str]:
         """The Linear-type nodes the input reaches without passing another Linear-type node (their input slot 0)."""
         found, frontier, seen = set(), [self.input], {self.input}

@@ -159,7 +159,7 @@ def explain(
     prepared, call_args, call_kwargs = _prepared_call(model, x, args, kwargs, position, output, opaque)
     plan = resolve(method, prepared.graph.relevant, prepared.graph.first, _layers(model), _defaults(maxpool))
     with torch.inference_mode():
-        trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules)
+        trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules, drop=True)
         _carry_bounds(prepared.graph, trace, plan, bounds, model)
         output = trace.values[prepared.graph.output]
         R, every = start_relevance(output, target, plan.rectify)
@@ -265,8 +265,12 @@ def _prepared_call(
 # -- the forward pass ----------------------------------------------------------------------------------------------
 
 
-def _record(graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: dict[str, Rule]) -> Trace:
-    """Every node's value on the model's current weights (constants first, then the ops in order)."""
+def _record(
+    graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: dict[str, Rule], drop: bool = False
+) -> Trace:
+    """Every node's value on the model's current weights (constants first, then the ops in order); ``drop``: the
+    values the walk never reads are dropped once the forward pass is done with them (:attr:`Graph.transient`)."""
+    transient = graph.transient if drop else {}
     trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first, model=model)
     tensors = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, Tensor)]
     for node in graph.nodes:
@@ -278,6 +282,8 @@ def _record(graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: di
             trace.values[node.name] = OPS[node.op].forward(node, inputs, trace)
         except RuntimeError as err:
             raise InputError(f"{node.describe()} failed: {str(err).splitlines()[0]}") from None
+        for name in transient.get(node.name, ()):
+            del trace.values[name]
     return trace
 
 

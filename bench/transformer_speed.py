@@ -231,8 +231,8 @@ def report(rows: dict, args: argparse.Namespace, device: torch.device, before: s
         f"## Transformer speed on {device.type} (bench/transformer_speed.py)", "",
         f"GPT-2 (eager attention), {CONFIG['n_layer']} layers, hidden {CONFIG['n_embd']}, {CONFIG['n_head']} heads, "
         f"vocabulary {CONFIG['vocab_size']}, 1 x 128 tokens, float32, random weights; each job in a process of its "
-        f"own, medians of {args.rounds} rounds (every job once per round, in turn) after a warm-up. Gradient: the plain "
-        "input gradient at the embeddings; LXT: gradient x input of the patched model (its AttnLRP / CP-LRP). "
+        f"own, medians of {args.rounds} rounds (every job once per round, in turn) after a warm-up. Gradient: the "
+        "plain input gradient at the embeddings; LXT: gradient x input of the patched model (its AttnLRP / CP-LRP). "
         f"Targets: {TARGETS}.", "",
         *_report.environment(device),
         f"- transformers {_report.version('transformers')}, lxt {_report.version('lxt')} (commit f043441)",

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpecError
-from .layers import Bounds, LayerSpec, Shape, _positive_int
+from .layers import Bounds, LayerSpec, Shape, _integer
 
 
 class TokensModule(nn.Module):
@@ -60,8 +60,8 @@ class Tokens(LayerSpec):
     patch: int
 
     def __post_init__(self) -> None:
-        _positive_int(self, "dim")
-        _positive_int(self, "patch")
+        _integer(self, "dim")
+        _integer(self, "patch")
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 3 or shape[1] % self.patch or shape[2] % self.patch:
@@ -80,8 +80,8 @@ class Encoder(LayerSpec):
     hidden: int = 128
 
     def __post_init__(self) -> None:
-        _positive_int(self, "heads")
-        _positive_int(self, "hidden")
+        _integer(self, "heads")
+        _integer(self, "hidden")
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 2 or shape[1] % self.heads:

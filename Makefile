@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-env bench-corelay clean
+.PHONY: install demo test lint format bench bench-env bench-corelay bench-lxt bench-hf bench-transformers clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,36 @@ bench: bench-env
 	$(BENCH_PY) bench/coverage.py --threads 1
 	$(BENCH_PY) bench/conformance.py
 	$(BENCH_PY) bench/evaluation_speed.py
+
+# Transformers against LXT: LXT at commit f043441 (installed without its dependencies from a checkout of its
+# repository) with the transformers release it names, and the newest transformers without LXT (never part of make test).
+LXT_VENV := .venv-lxt
+LXT_SRC ?= .lxt-src
+LXT_COMMIT := f043441
+HF_VENV := .venv-hf
+
+$(LXT_SRC)/setup.py:
+	git clone -q https://github.com/rachtibat/LRP-eXplains-Transformers $(LXT_SRC)
+	git -C $(LXT_SRC) checkout -q $(LXT_COMMIT)
+
+bench-lxt: $(LXT_SRC)/setup.py
+	test -x $(LXT_VENV)/bin/python || $(PYTHON) -m venv $(LXT_VENV)
+	$(LXT_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 transformers==5.9.0 zennit==0.5.1 \
+		tabulate matplotlib
+	$(LXT_VENV)/bin/python -m pip install -q --no-deps $(LXT_SRC)
+	$(LXT_VENV)/bin/python -m pip install -q -e .
+
+bench-hf:
+	test -x $(HF_VENV)/bin/python || $(PYTHON) -m venv $(HF_VENV)
+	$(HF_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 transformers==5.24.0
+	$(HF_VENV)/bin/python -m pip install -q -e .
+
+bench-transformers: bench-lxt bench-hf
+	$(LXT_VENV)/bin/python bench/lxt_conformance.py --vit
+	$(LXT_VENV)/bin/python bench/transformer_speed.py
+	$(LXT_VENV)/bin/python bench/transformer_coverage.py
+	$(HF_VENV)/bin/python bench/transformer_coverage.py
+	$(HF_VENV)/bin/python bench/transformer_large.py
 
 # SpRAy against CoRelAy: CoRelAy in its own small environment (never part of `make test`).
 CORELAY_VENV := .venv-corelay

@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _hf
 import _report
 import lrpkit
-from lrpkit.rules import Conservative, Epsilon, Proportional, Simple, Uniform
+from lrpkit.rules import STABILIZER, Conservative, Epsilon, Proportional, Simple, Uniform
 
 FAMILIES = ("llama", "qwen2", "gpt2")
+
 TOLERANCE = 1e-4
 
 
@@ -78,7 +79,8 @@ def row(model: str, attention: str, method: str, ours: torch.Tensor, theirs: tor
 
 
 def one_vit() -> dict:
-    """torchvision vit_b_16 (random weights) against LXT's ViT example (CP-LRP, gamma 0.25 / 0.05)."""
+    """torchvision vit_b_16 (random weights) against LXT's ViT example (CP-LRP, gamma 0.25 / 0.05; Zennit's Gamma
+    with lrpkit's stabiliser)."""
     import zennit.rules as z
     from torchvision.models import vision_transformer
     from zennit.composites import LayerMapComposite
@@ -89,7 +91,9 @@ def one_vit() -> dict:
     model = _hf.zero_biases(model.double().eval())
     x = torch.randn(1, 3, 224, 224, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        target = model(x).argmax(1)
+        logits = model(x)
+    target = logits.argmax(1)
+    top = logits.gather(1, target[:, None])[:, 0]
     # LXT's hooks sit on Conv2d/Linear modules; MultiheadAttention computes its projections with F.linear on its own
     # weights, where no hook fires: gradient x input there, i.e. LRP-0 -- the same here, by a module pattern.
     rules = {
@@ -104,13 +108,14 @@ def one_vit() -> dict:
 
     monkey_patch(vision_transformer, vit_torch.cp_LRP)
     monkey_patch_zennit()
-    rules_z = LayerMapComposite([(torch.nn.Conv2d, z.Gamma(0.25)), (torch.nn.Linear, z.Gamma(0.05))])
+    gamma = lambda value: z.Gamma(value, stabilizer=STABILIZER)  # noqa: E731 (lrpkit's stabiliser; Zennit's is 1e-6)
+    rules_z = LayerMapComposite([(torch.nn.Conv2d, gamma(0.25)), (torch.nn.Linear, gamma(0.05))])
     rules_z.register(model)
     x = x.clone().requires_grad_()
     model(x)[0, target].sum().backward()
     rules_z.remove()
     theirs = (x * x.grad).detach()
-    return row("vit_b_16", "MultiheadAttention", "cp, gamma 0.25 / 0.05", ours, theirs)
+    return row("vit_b_16", "MultiheadAttention", "cp, gamma 0.25 / 0.05", ours, theirs, top)
 
 
 def run_all(vit: bool) -> list[dict]:

@@ -11,7 +11,7 @@ from .common import LEARNING_RATE, PIXELS, POSITIVE, SEED, add_data, architectur
 # -- train / evaluate / info ---------------------------------------------------------------------
 
 
-ARCHITECTURE_NAMES = "mlp, cnn, resnet, tutorial_mlp, tutorial_cnn"
+ARCHITECTURE_NAMES = "mlp, cnn, resnet, vit, tutorial_mlp, tutorial_cnn"
 """The ready-made ``--arch`` names, written out so that ``--help`` does not import torch (a test compares them)."""
 
 

@@ -23,9 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _report  # noqa: E402
-
-import lrpkit  # noqa: E402
+import _report
+import lrpkit
 
 VOCAB, LENGTH, PLANTED, DECOYS, CLASSES = 64, 32, 3, 2, 3
 

@@ -87,7 +87,8 @@ def test_data_that_does_not_fit_the_network(mnist_data):
 
 
 def test_cosine_schedule_lowers_the_learning_rate_to_zero(mnist_data, monkeypatch):
-    """Adam's lr at each step: lr (1 + cos(pi t / T)) / 2, the last step's close to 0; recorded in the metadata."""
+    """Adam's lr at each step: a linear warm-up over T // 25 steps, then lr (1 + cos(pi t / T)) / 2 towards 0;
+    recorded in the metadata."""
     seen = []
     step = torch.optim.Adam.step
     monkeypatch.setattr(
@@ -96,6 +97,6 @@ def test_cosine_schedule_lowers_the_learning_rate_to_zero(mnist_data, monkeypatc
         lambda self, *a, **k: (seen.append(self.param_groups[0]["lr"]), step(self, *a, **k))[1],
     )
     net = lrpkit.Network([lrpkit.Linear(10)])
-    net.fit(mnist_data.train, steps=4, lr=0.01, schedule="cosine", progress=False)
-    expected = [0.01 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)]
+    net.fit(mnist_data.train, steps=50, lr=0.01, schedule="cosine", progress=False)
+    expected = [0.01 * min(1, (t + 1) / 2) * (1 + math.cos(math.pi * t / 50)) / 2 for t in range(50)]
     assert seen == pytest.approx(expected) and net.metadata["schedule"] == "cosine"

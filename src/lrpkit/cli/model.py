@@ -24,7 +24,9 @@ def add_train(sub: Any) -> None:
     p.add_argument("--batch-size", type=POSITIVE, default=50, help="images per step")
     p.add_argument("--lr", type=LEARNING_RATE, help="Adam's learning rate (default: the recipe's, else 0.001)")
     p.add_argument("--schedule", choices=["constant", "cosine"], help="learning rate over the steps (resnet: cosine)")
-    p.add_argument("--loss", choices=["sigmoid", "softmax"], default="sigmoid", help="cross-entropy of either kind")
+    p.add_argument(
+        "--loss", choices=["sigmoid", "softmax"], help="cross-entropy of either kind (default: the recipe's)"
+    )
     p.add_argument("--seed", type=SEED, default=0, help="initialisation, batch order, shifts and dropout")
     p.add_argument("--augment", type=PIXELS, metavar="PIXELS", help="random shifts of up to PIXELS (mlp, cnn: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -41,10 +43,10 @@ def run_train(args: argparse.Namespace) -> None:
     check_split(data.train, architecture(args.arch, skeleton=True), f"--arch {args.arch} on --data")
     net = architecture(args.arch)
     recipe = {**RECIPES.get(args.arch, DEFAULT_RECIPE)}
-    given = {name: getattr(args, name) for name in ("steps", "augment", "lr", "schedule")}
+    given = {name: getattr(args, name) for name in ("steps", "augment", "lr", "loss", "schedule")}
     recipe.update({name: value for name, value in given.items() if value is not None})
     history = net.fit(
-        data.train, batch_size=args.batch_size, loss=args.loss, seed=args.seed,
+        data.train, batch_size=args.batch_size, seed=args.seed,
         progress=False if args.quiet else None, **recipe,
     )  # fmt: skip
     scores = net.evaluate(data.test)

@@ -1,0 +1,81 @@
+"""The MNIST ViT (``lrpkit.vit()``): its spec as JSON, save/load, a short training, explaining it from the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import lrpkit
+from lrpkit.cli import main
+from lrpkit.model.train import RECIPES
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A ViT trained for a few steps by ``lrpkit train --arch vit`` (the recipe with fewer steps)."""
+    out = tmp_path_factory.mktemp("vit") / "model"
+    assert main(["train", "--arch", "vit", "--out", str(out), "--steps", "40", "--quiet"]) == 0
+    return out
+
+
+def test_spec_survives_json_and_builds_the_same_network() -> None:
+    net = lrpkit.vit()
+    spec = json.loads(json.dumps(net.spec()))
+    assert [layer["type"] for layer in spec["layers"]][3:7] == ["Tokens", "Encoder", "Encoder", "ClassToken"]
+    again = lrpkit.Network.from_spec(spec)
+    assert again.spec() == net.spec() and again.summary() == net.summary()
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(again.eval()(x), net.eval()(x), rtol=0, atol=0)  # same seed, same weights
+
+
+def test_shapes_and_bad_specs() -> None:
+    net = lrpkit.vit()
+    assert net.shapes[3:] == [(32, 14, 14), (50, 64), (50, 64), (50, 64), (64,), (10,)]
+    with pytest.raises(lrpkit.SpecError, match="multiples of patch=3"):
+        lrpkit.Network([lrpkit.Tokens(16, 3), lrpkit.ClassToken(), lrpkit.Linear(10)])
+    with pytest.raises(lrpkit.SpecError, match="multiple of heads=3"):
+        lrpkit.Network([lrpkit.Tokens(16, 4), lrpkit.Encoder(3), lrpkit.ClassToken(), lrpkit.Linear(10)])
+
+
+def test_save_load_gives_identical_logits(tmp_path) -> None:
+    net = lrpkit.vit(seed=3).eval()
+    net.metadata["note"] = "vit"
+    net.save(tmp_path / "vit")
+    assert sorted(p.name for p in (tmp_path / "vit").iterdir()) == ["model.json", "weights.safetensors"]
+    loaded = lrpkit.load(tmp_path / "vit")
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
+    assert loaded.metadata == {"note": "vit"} and not loaded.training
+
+
+def test_cli_training_uses_the_recipe_and_learns(trained) -> None:
+    net, recipe = lrpkit.load(trained), RECIPES["vit"]
+    assert net.metadata["steps"] == 40  # --steps overrides the recipe, the rest is the recipe's
+    assert {k: net.metadata[k] for k in ("loss", "lr", "augment", "schedule")} == {
+        k: recipe[k] for k in ("loss", "lr", "augment", "schedule")
+    }
+    test = lrpkit.mnist().test
+    assert net.evaluate(test)["loss"] < lrpkit.vit().evaluate(test, loss="softmax")["loss"]  # 40 steps: a start
+
+
+@pytest.mark.parametrize("method", ["attnlrp", "cp_lrp", "attnlrp_vit"])
+def test_cli_explains_the_vit(trained, tmp_path, capsys, method) -> None:
+    out = tmp_path / method
+    assert main(["explain", str(trained), "--method", method, "--target", "pred", "--n", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "predicted_class.png" in printed and "conservation error" in printed
+    relevance = np.load(next(out.glob("*.npy")))
+    assert relevance.shape[0] == 3 and relevance.size == 3 * 28 * 28 and np.isfinite(relevance).all()
+    assert np.abs(relevance).sum() > 0
+
+
+def test_cli_evaluate_methods_on_the_vit(trained, tmp_path, capsys) -> None:
+    out = tmp_path / "faithfulness"
+    argv = ["evaluate-methods", str(trained), "--methods", "attnlrp,cp_lrp_vit,gradxinput,random", "--n", "4"]
+    assert main([*argv, "--steps", "4", "--out", str(out)]) == 0
+    assert "attnlrp=" in capsys.readouterr().out
+    table = (out / "aopc.md").read_text()
+    assert all(f"`{name}`" in table for name in ("attnlrp", "cp_lrp_vit", "gradxinput", "random"))

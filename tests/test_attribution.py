@@ -163,3 +163,17 @@ def test_unknown_method_lists_valid_names():
     A.check_method("deeptaylor")
     A.check_method(["ab", 2.0])
     assert A.describe(["gradient", ["ab", 2.0]]) == ["gradient", "ab(2.0)"]
+
+
+def test_composites_are_methods_too():
+    from lrpkit.composites import composite
+    from lrpkit.evaluate import compare
+
+    A.check_method({"linear": "epsilon", "first": "zb"})
+    A.check_method(composite("attnlrp"))
+    with pytest.raises(SpecError, match="composite entry 'linear'"):
+        A.check_method({"linear": "banana"})
+    net = lrpkit.Network([lrpkit.Linear(5), lrpkit.ReLU(), lrpkit.Linear(3)], input_shape=(1, 4, 4), classes=3)
+    x = torch.rand(2, 1, 4, 4)
+    found = compare(net, x, "pred", [{"linear": "epsilon"}, "epsilon"], steps=4)
+    torch.testing.assert_close(*found.relevances.values())  # the same rules as a mapping and by name

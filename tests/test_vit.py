@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import lrpkit
 from lrpkit.cli import main
 from lrpkit.model.train import RECIPES
+from lrpkit.reference import check_model
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,22 @@ def test_cli_evaluate_methods_on_the_vit(trained, tmp_path, capsys) -> None:
     assert "attnlrp=" in capsys.readouterr().out
     table = (out / "aopc.md").read_text()
     assert all(f"`{name}`" in table for name in ("attnlrp", "cp_lrp_vit", "gradxinput", "random"))
+
+
+class Plain(nn.Module):
+    """The network as a plain module: the engine then reports relevance per graph node, as ``check_model`` needs
+    (an lrpkit Network reports it per layer, and the layer-spec twin of ``Network.test`` has no ViT layers)."""
+
+    def __init__(self, net: lrpkit.Network) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", ["attnlrp", "cp_lrp", "attnlrp_vit"])
+def test_engine_equals_the_numpy_twin_on_the_vit(method) -> None:
+    net = lrpkit.vit(seed=1).double().eval()
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    check_model(Plain(net), x, method, atol=1e-9, rtol=1e-7)  # raises MismatchError naming the first node off

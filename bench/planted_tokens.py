@@ -116,7 +116,7 @@ def relevance(method: str, model: Classifier, ids: torch.Tensor, labels: torch.T
         return lrpkit.lrp(model, ids, labels, with_bias(method.split(",")[0]))
     if method == "gradient x input":
         return gradient(model, ids, labels, True)
-    if method == "|gradient|":
+    if method == "gradient magnitude":
         return gradient(model, ids, labels, False)
     if method == "integrated gradients":
         return integrated_gradients(model, ids, labels)
@@ -135,7 +135,7 @@ METHODS = (
     "cp_lrp, bias=True",
     "gradient x input",
     "integrated gradients",
-    "|gradient|",
+    "gradient magnitude",
     "random",
 )
 POOLINGS = ("mean", "cls")

@@ -117,7 +117,8 @@ def main() -> None:
         *_report.environment(torch.device("cpu")),
         f"- load average before: {load}; after: {_report.load_average()}", "",
         table.rstrip(), "", "Paired per-sample differences to AttnLRP (same images, same noise):", "",
-        *against(comparison, "attnlrp"),
+        *against(comparison, "attnlrp"), "",
+        "The same for AttnLRP with the biases kept:", "", *against(comparison, "attnlrp, bias=True"),
     ])  # fmt: skip
     print(text)
     print("\n".join(str(path) for path in files.values()))

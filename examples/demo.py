@@ -16,7 +16,6 @@ from lrpkit.model.data import mnist
 from lrpkit.model.train import RECIPES as TRAINING
 from lrpkit.pictures.explain import explain_to_files
 
-
 DEMO = ("mlp", "cnn", "resnet")
 """The ready-made networks the demo trains (the ViT's 2 minutes of training: examples/vit_heatmaps.py)."""
 

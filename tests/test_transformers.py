@@ -230,11 +230,12 @@ def test_engine_matches_the_numpy_twin(name, method):
 
 
 def test_presets_are_composites_of_the_attention_rules():
+    keep = Epsilon(bias=True)  # Linear-type layers keep their biases in the denominators, as LXT
     assert composite("attnlrp") == lrpkit.composites.Composite(
-        (("linear", Epsilon()), ("conv", Epsilon()), ("matmul", Epsilon()), ("product", Uniform()))
+        (("linear", keep), ("conv", keep), ("matmul", Epsilon()), ("product", Uniform()))
     )
     vit = dict(composite("cp_lrp_vit").entries)
-    assert vit["conv"] == lrpkit.Gamma(0.25) and vit["linear"] == lrpkit.Gamma(0.05)
+    assert vit["conv"] == lrpkit.Gamma(0.25, bias=True) and vit["linear"] == lrpkit.Gamma(0.05, bias=True)
     assert vit["matmul"] == Conservative() and vit["product"] == Conservative()
     assert composite(composite("cp_lrp").to_json()) == composite("cp_lrp")
 

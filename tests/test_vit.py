@@ -46,7 +46,8 @@ def test_save_load_gives_identical_logits(tmp_path) -> None:
     net = lrpkit.vit(seed=3).eval()
     net.metadata["note"] = "vit"
     net.save(tmp_path / "vit")
-    assert sorted(p.name for p in (tmp_path / "vit").iterdir()) == ["model.json", "weights.safetensors"]
+    names = sorted(p.name for p in (tmp_path / "vit").iterdir())
+    assert names[0] == "model.json" and names[1].startswith("weights-") and len(names) == 2
     loaded = lrpkit.load(tmp_path / "vit")
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
@@ -78,7 +79,7 @@ def test_cli_evaluate_methods_on_the_vit(trained, tmp_path, capsys) -> None:
     out = tmp_path / "faithfulness"
     argv = ["evaluate-methods", str(trained), "--methods", "attnlrp,cp_lrp_vit,gradxinput,random", "--n", "4"]
     assert main([*argv, "--steps", "4", "--out", str(out)]) == 0
-    assert "attnlrp=" in capsys.readouterr().out
+    assert "| `attnlrp` |" in capsys.readouterr().out  # the table it wrote, printed
     table = (out / "aopc.md").read_text()
     assert all(f"`{name}`" in table for name in ("attnlrp", "cp_lrp_vit", "gradxinput", "random"))
 

@@ -170,8 +170,8 @@ def main() -> None:
         f"synthetic sequences of {LENGTH} tokens whose class is decided by {PLANTED} planted tokens among "
         f"distractors and {DECOYS} decoys present in every class. Share of each sequence's 3 most relevant tokens "
         "(true class) that are planted ones (acceptance: >= 0.9 for attnlrp; chance: 3/32 = 0.094). The presets "
-        "leave biases out (lrpkit's default); `, bias=True`: the same rules with the biases of Linear layers, "
-        "LayerNorms and sums kept in the denominators and their shares dropped, as LXT computes.", "",
+        "keep the biases of Linear layers in the denominators (their share dropped, as LXT); `, bias=True`: also "
+        "the biases of LayerNorms and sums, their shares dropped.", "",
         *_report.environment(torch.device("cpu")),
         f"- load average before: {load}; after: {_report.load_average()}", "",
         "| method | mean pooling | class token |", "|---|---|---|", *rows,

@@ -110,8 +110,8 @@ def main() -> None:
         f"`lrpkit evaluate-methods`: {args.n} test images (seeded subset), the predicted class, most relevant first, "
         f"{args.region}x{args.region} regions replaced by uniform noise over {args.steps} steps; AOPC in logits "
         "(higher: the heatmap finds the evidence the model uses). `_vit`: gamma 0.25 on the convolutions (stem and "
-        "patch embedding), 0.05 on Linear layers. The presets leave biases out (lrpkit's default); `, bias=True`: "
-        "the biases of Linear-type layers, LayerNorms and sums kept in the denominators and their shares dropped, "
+        "patch embedding), 0.05 on Linear layers. The presets keep the biases of Linear-type layers in the "
+        "denominators (their share dropped, as LXT); `, bias=True`: also the biases of LayerNorms and sums, "
         "as LXT computes (the Format layer's shift of the input to [-1, 1] excepted: LXT's models get normalised "
         f"inputs). All methods: {seconds:.0f} s.", "",
         *_report.environment(torch.device("cpu")),

@@ -13,17 +13,9 @@ import numpy as np
 
 from ..errors import SpecError
 from ..rules import Conservative, Epsilon
-from .rules import stab
+from .rules import stab, sum_to
 
 Array = np.ndarray
-
-
-def _sum_to(R: Array, shape: tuple[int, ...]) -> Array:
-    """``R`` summed over the dimensions a broadcast operand of ``shape`` was copied along."""
-    lead = R.ndim - len(shape)
-    R = R.sum(axis=tuple(range(lead))) if lead else R
-    axes = tuple(d for d, n in enumerate(shape) if n == 1 and R.shape[d] != 1)
-    return R.sum(axis=axes, keepdims=True) if axes else R
 
 
 def _matmul(node: Any, inputs: list[Any]) -> Array:
@@ -49,8 +41,8 @@ def _gradient(node: Any, inputs: list[Any], k: int, S: Array) -> Array:
     if a.ndim < 2 or b.ndim < 2:
         raise SpecError(f"the NumPy reference multiplies operands of 2 or more dimensions, not {node.describe()}")
     if k == 0:
-        return _sum_to(S @ np.swapaxes(b, -1, -2), a.shape)
-    return _sum_to(np.swapaxes(a, -1, -2) @ S, b.shape)
+        return sum_to(S @ np.swapaxes(b, -1, -2), a.shape)
+    return sum_to(np.swapaxes(a, -1, -2) @ S, b.shape)
 
 
 def _matmul_relevance(c: Any) -> list[Array | None]:

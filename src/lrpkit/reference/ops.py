@@ -18,7 +18,7 @@ from ..errors import SpecError
 from ..rules import Conservative, Epsilon, Proportional, Rule, Winner
 from . import rules
 from .layers import Conv, Linear
-from .rules import stab
+from .rules import stab, sum_to
 
 Array = np.ndarray
 _erf = np.vectorize(math.erf, otypes=[float])
@@ -183,14 +183,6 @@ def _activation(node: Any, inputs: list[Any]) -> Array:
     return fn(inputs[0], node.params)
 
 
-def _sum_to(R: Array, shape: tuple[int, ...]) -> Array:
-    """``R`` summed over the dimensions a broadcast operand of ``shape`` was copied along."""
-    lead = R.ndim - len(shape)
-    R = R.sum(axis=tuple(range(lead))) if lead else R
-    axes = tuple(d for d, n in enumerate(shape) if n == 1 and R.shape[d] != 1)
-    return R.sum(axis=axes, keepdims=True) if axes else R
-
-
 def _add(node: Any, inputs: list[Any]) -> Array:
     return sum(s * x for s, x in zip(node.params["scales"], inputs, strict=True)) + node.params["other"]
 
@@ -199,12 +191,12 @@ def _add_relevance(c: Context) -> list[Array | None]:
     """Each signal's share ``s_k x_k / stab(S) R``; a lone signal gets all of ``R`` (bias left out)."""
     bias = isinstance(c.rule, Proportional) and c.rule.bias
     if len(c.receivers) == 1 and not bias:
-        return c.only(_sum_to(c.R, c.inputs[c.receivers[0]].shape), c.receivers[0])
+        return c.only(sum_to(c.R, c.inputs[c.receivers[0]].shape), c.receivers[0])
     terms = [s * x for s, x in zip(c.node.params["scales"], c.inputs, strict=True)]
     total = c.output if bias else sum(terms[k] for k in c.receivers)
     shares: list[Array | None] = [None] * len(c.node.inputs)
     for k in c.receivers:
-        shares[k] = _sum_to(terms[k] / stab(total, c.rule.epsilon) * c.R, c.inputs[k].shape)
+        shares[k] = sum_to(terms[k] / stab(total, c.rule.epsilon) * c.R, c.inputs[k].shape)
     return shares
 
 
@@ -219,7 +211,7 @@ def _product_relevance(c: Context) -> list[Array | None]:
     receivers, held = c.receivers, c.node.params.get("held")
     if isinstance(c.rule, Conservative) and held in receivers and len(receivers) == 2:
         receivers = tuple(k for k in receivers if k != held)
-    return [_sum_to(c.R / len(receivers), c.inputs[k].shape) if k in receivers else None for k in range(len(c.inputs))]
+    return [sum_to(c.R / len(receivers), c.inputs[k].shape) if k in receivers else None for k in range(len(c.inputs))]
 
 
 def _reduce(node: Any, inputs: list[Any]) -> Array:
@@ -334,7 +326,7 @@ OPS: dict[str, tuple[Forward, RelevanceStep]] = {
     "cast": (lambda node, inputs: inputs[0].astype(node.params["dtype"]), lambda c: c.only(c.R)),
     "add": (_add, _add_relevance),
     "mul": (_product, _product_relevance),
-    "div": (_product, lambda c: c.only(_sum_to(c.R, c.inputs[0].shape))),
+    "div": (_product, lambda c: c.only(sum_to(c.R, c.inputs[0].shape))),
     "sum": (_reduce, _reduce_relevance),
     "mean": (_reduce, _reduce_relevance),
     "batch_norm": (_batch_norm, _batch_norm_relevance),
@@ -350,7 +342,7 @@ OPS: dict[str, tuple[Forward, RelevanceStep]] = {
     ),
     "expand": (
         lambda node, inputs: np.broadcast_to(inputs[0], node.params["shape"]),
-        lambda c: c.only(_sum_to(c.R, c.inputs[0].shape)),
+        lambda c: c.only(sum_to(c.R, c.inputs[0].shape)),
     ),
     "cat": (lambda node, inputs: np.concatenate(inputs, axis=node.params["dim"]), _cat_relevance),
     "slice": (lambda node, inputs: inputs[0][_slice_index(node)], lambda c: _scatter(c, _slice_index(c.node))),

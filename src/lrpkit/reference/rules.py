@@ -41,6 +41,14 @@ def stab(d: Array, eps: float = STABILIZER) -> Array:
     return d + eps * np.where(d >= 0, 1.0, -1.0).astype(d.dtype)
 
 
+def sum_to(R: Array, shape: tuple[int, ...]) -> Array:
+    """``R`` summed over the dimensions a broadcast operand of ``shape`` was copied along."""
+    lead = R.ndim - len(shape)
+    R = R.sum(axis=tuple(range(lead))) if lead else R
+    axes = tuple(d for d, n in enumerate(shape) if n == 1 and R.shape[d] != 1)
+    return R.sum(axis=axes, keepdims=True) if axes else R
+
+
 def pos(v: Array) -> Array:
     """``v+ = max(v, 0)``."""
     return np.maximum(v, 0)

@@ -23,12 +23,14 @@ def add_train(sub: Any) -> None:
     p.add_argument("--steps", type=POSITIVE, help="training steps (default: the architecture's recipe, else 2000)")
     p.add_argument("--batch-size", type=POSITIVE, default=50, help="images per step")
     p.add_argument("--lr", type=LEARNING_RATE, help="Adam's learning rate (default: the recipe's, else 0.001)")
-    p.add_argument("--schedule", choices=["constant", "cosine"], help="learning rate over the steps (resnet: cosine)")
+    p.add_argument(
+        "--schedule", choices=["constant", "cosine"], help="learning rate over the steps (resnet, vit: cosine)"
+    )
     p.add_argument(
         "--loss", choices=["sigmoid", "softmax"], help="cross-entropy of either kind (default: the recipe's)"
     )
     p.add_argument("--seed", type=SEED, default=0, help="initialisation, batch order, shifts and dropout")
-    p.add_argument("--augment", type=PIXELS, metavar="PIXELS", help="random shifts of up to PIXELS (mlp, cnn: 1)")
+    p.add_argument("--augment", type=PIXELS, metavar="PIXELS", help="random shifts of up to PIXELS (recipes: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -124,8 +124,8 @@ def totals(relevance: Tensor, dims: int = 1) -> Tensor:
 def conservation_gap(heatmaps: Tensor, relevance: Tensor) -> Tensor:
     """``|Σ heatmap - Σ R_top|`` per explained map: how much relevance the explanation lost or created.
 
-    ``relevance``: the readout relevance ``(N, C)`` (``(N, C, C)`` for ``target="all"``: one gap per sample and
-    class) or its totals ``(N,)``/``(N, C)`` already summed over the classes.
+    ``relevance``: the readout relevance ``(N, C)`` (one gap per sample), ``(N, C, C)`` for ``target="all"`` (one gap
+    per sample and class), or the per-sample totals ``(N,)``.
     """
     dims = max(relevance.dim() - 1, 1)
     start = totals(relevance, dims) if relevance.dim() > 1 else relevance.detach().to(torch.float64)

@@ -36,6 +36,7 @@ DEFAULT_RECIPE = {"steps": 2000, "augment": 0}
 
 def lr_factor(step: int, steps: int, schedule: str) -> float:
     """The learning rate at ``step`` (0-based) as a fraction of ``lr`` (see :data:`SCHEDULES`)."""
+    checks.choice(schedule, "schedule", SCHEDULES)
     if schedule == "constant":
         return 1.0
     warm = min(1.0, (step + 1) / max(1, steps // 25))
@@ -181,8 +182,7 @@ def fit(
     history.seconds = time.perf_counter() - start
     net.metadata.update({"steps": net.metadata.get("steps", 0) + steps, "loss": loss, "batch_size": batch_size})
     net.metadata.update({"lr": lr, "seed": seed, "augment": augment, "train_seconds": round(history.seconds, 2)})
-    if schedule != "constant":
-        net.metadata["schedule"] = schedule
+    net.metadata["schedule"] = schedule
     return history
 
 

@@ -42,7 +42,7 @@ def check_network(
     """Compares torch and NumPy layer by layer: outputs (``method=None``) or ``net.layerwise_lrp`` relevances.
 
     A layer passes when ``max |ours - twin| <= atol + rtol * max |twin|``; tolerances left out fit the input's
-    dtype (:func:`lrpkit.reference.compare.tolerances`).
+    dtype of the engine's values (:func:`lrpkit.reference.compare.tolerances`).
 
     Returns the :class:`Report`; raises :class:`MismatchError` naming the first layer that differs (for
     relevances: the first walking back from the logits, where a wrong rule shows up first).
@@ -50,7 +50,6 @@ def check_network(
     """
     x = net.check_input(x)
     twin, xn = from_network(net), to_array(x)
-    atol, rtol = tolerances(xn.dtype, atol, rtol)
     if method is None:
         ours, theirs = net.activations(x), twin.activations(xn)
         labels = ["input", *(f"output of layer {i}: {layer!r}" for i, layer in enumerate(twin.layers))]
@@ -61,7 +60,9 @@ def check_network(
         labels = [f"R[{i}] into layer {i}: {layer!r}" for i, layer in enumerate(twin.layers)]
         labels.append(f"R[{len(twin.layers)}] start (logits * filter)")
         what, backward = f"relevances of method {method!r}", True
-    return compare([to_array(t) for t in ours], theirs, labels, what, atol, rtol, backward)
+    ours = [to_array(t) for t in ours]
+    atol, rtol = tolerances(ours[-1].dtype, atol, rtol)  # the engine's dtype (token ids are integers)
+    return compare(ours, theirs, labels, what, atol, rtol, backward)
 
 
 def from_model(model: Any, x: Any, **call: Any) -> ReferenceGraph:
@@ -84,12 +85,12 @@ def check_model(
     **options: Any,
 ) -> Report:
     """Engine vs NumPy twin on any model: the relevance at every node (``lrpkit.layerwise_lrp``'s mapping),
-    within ``atol + rtol * max |twin|`` per node (defaults that fit the input's dtype, as :func:`check_network`)."""
+    within ``atol + rtol * max |twin|`` per node (defaults that fit the engine's dtype, as :func:`check_network`)."""
     from ..engine.walk import layerwise_lrp
 
     twin = from_model(model, x)
-    atol, rtol = tolerances(to_array(x).dtype, atol, rtol)
     ours = layerwise_lrp(model, x, target, method, **options)
+    atol, rtol = tolerances(to_array(next(iter(ours.values()))).dtype, atol, rtol)  # the engine's dtype
     theirs = twin.layerwise_lrp(to_array(x), to_array(target), method, **_numpy_options(options))
     names = list(theirs)
     missing = [name for name in names if name not in ours]

@@ -46,7 +46,7 @@ def sum_to(R: Array, shape: tuple[int, ...]) -> Array:
     lead = R.ndim - len(shape)
     R = R.sum(axis=tuple(range(lead))) if lead else R
     axes = tuple(d for d, n in enumerate(shape) if n == 1 and R.shape[d] != 1)
-    return R.sum(axis=axes, keepdims=True) if axes else R
+    return (R.sum(axis=axes, keepdims=True) if axes else R).reshape(shape)
 
 
 def pos(v: Array) -> Array:

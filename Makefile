@@ -6,16 +6,23 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint format bench bench-env bench-corelay bench-lxt bench-hf bench-transformers clean
 
-$(STAMP): pyproject.toml Makefile
+BASE := $(VENV)/.installed-base
+
+# The demo needs lrpkit with its embedded data only; the tests need every extra (Ray, zarr, the analysis stack).
+$(BASE): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[data]"
+	touch $(BASE)
+
+$(STAMP): $(BASE)
 	$(PY) -m pip install -q -e ".[data,analysis,dataset,ray,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: install
+demo: $(BASE)
 	$(PY) examples/demo.py --out out
 
 test: install lint

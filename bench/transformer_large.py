@@ -171,7 +171,7 @@ def main() -> None:
     text = report(found, args, before, memory)
     print(text)
     if not args.no_write:
-        _report.update_section("transformer-large-cpu", text)
+        _report.update_section("transformer-large-cpu" + ("" if args.tokens == 512 else f"-{args.tokens}"), text)
 
 
 if __name__ == "__main__":

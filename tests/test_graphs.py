@@ -8,6 +8,7 @@ on graphs of ReLUs, Linear-type layers, sums, concatenation, pooling and moves.
 from __future__ import annotations
 
 import copy
+from unittest import mock
 
 import pytest
 import torch
@@ -17,7 +18,8 @@ from torch import nn
 
 import lrpkit
 from blocks import BLOCKS, F64, RELU_ONLY, graphs, make, zero_biases
-from lrpkit.composites import PRESETS
+from lrpkit.composites import PRESETS, resolve
+from lrpkit.engine import walk
 from lrpkit.engine.canonize import canonize
 from lrpkit.engine.walk import graph_of
 from lrpkit.errors import SpecError
@@ -155,6 +157,35 @@ def test_random_graphs_conserve_without_biases(case):
     R = lrpkit.lrp(model, x, "pred", LRP0)
     top = model(x).max(1).values.detach()
     assert float(((R.flatten(1).sum(1) - top).abs() / top.abs()).max()) <= 1e-6
+
+
+@PROPERTY
+@given(graphs())
+def test_the_forward_keeps_only_what_the_walk_reads_and_relevance_is_unchanged(case):
+    model, x = case
+    everything = lambda prepared, plan: frozenset(n.name for n in prepared.graph.nodes)  # noqa: E731
+    for method in METHODS:
+        options = {"bounds": (-4.0, 4.0)}
+        lean = lrpkit.lrp(model, x, "pred", method, **options)
+        with mock.patch.object(walk, "_kept", everything):
+            full = lrpkit.lrp(model, x, "pred", method, **options)
+        assert torch.equal(lean, full), method
+
+
+def test_values_a_step_does_not_read_are_dropped_after_the_forward():
+    model, x = make("bottleneck"), inputs()
+    prepared, args, kwargs = walk._prepared_call(model, x)
+    graph = prepared.graph
+    plan = resolve("epsilon_plus", graph.relevant, graph.first, None, {})
+    keep = walk._kept(prepared, plan)
+    with torch.inference_mode():
+        trace = walk._record(graph, model, args, kwargs, plan.rules, keep)
+    computed = {n.name for n in graph.nodes if n.op not in ("input", "constant")}
+    kept = {name for name, value in trace.values.items() if value is not None and name in computed}
+    assert kept <= keep and kept < computed
+    read_by_none = {n.name for n in graph.relevant if n.op in ("activation", "add", "reshape")} - keep
+    assert read_by_none and not (read_by_none & kept)  # read by no step (moves and ReLUs before a sum)
+    assert all(trace.shapes[name] == graph.by_name[name].shape for name in read_by_none)
 
 
 # -- what else graphs bring ------------------------------------------------------------------------------------------

@@ -179,17 +179,17 @@ class Graph:
                 reached.update(node.inputs[k] for k in self.receivers(node))
         return tuple(node for node in self.nodes if node.name in reached)
 
-    @cached_property
-    def transient(self) -> dict[str, tuple[str, ...]]:
-        """Values the walk never reads -- computed (not sources), off the relevance path and read by no node on it:
-        gates, masks, a written-out GELU's inner terms -- keyed by the node after which the forward pass no longer
-        needs them, so that they can be dropped there rather than held until the walk."""
-        read = {self.input, self.output} | {n.name for n in self.relevant}
-        read |= {i for n in self.relevant for i in n.inputs if i is not None}
+    def dropped(self, keep: frozenset[str]) -> dict[str, tuple[str, ...]]:
+        """The computed values (not sources) outside ``keep``, keyed by the node after which the forward pass no
+        longer needs them (the last node that reads them, or the node itself when none does), so that they can
+        be dropped there rather than held until the walk: gates, masks, a written-out GELU's inner terms, the
+        values of moves and activations whose relevance steps read only shapes."""
         last: dict[str, str] = {}
         for node in self.nodes:
+            if node.op not in SOURCES and node.name not in keep:
+                last[node.name] = node.name
             for name in node.inputs:
-                if name is not None and name not in read and self.by_name[name].op not in SOURCES:
+                if name in last:
                     last[name] = node.name
         found: dict[str, list[str]] = {}
         for name, at in last.items():

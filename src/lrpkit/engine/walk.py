@@ -32,7 +32,7 @@ from .capture import Captured, capture, output_node
 from .extend import opaque_paths
 from .graph import SOURCES, WEIGHTED, Graph, Node
 from .inputs import check_tensor
-from .ops import Op, Step, Trace, registry
+from .ops import Op, Step, Trace, everything, registry
 from .targets import start_relevance
 
 OPS: dict[str, Op] = registry()
@@ -159,7 +159,8 @@ def explain(
     prepared, call_args, call_kwargs = _prepared_call(model, x, args, kwargs, position, output, opaque)
     plan = resolve(method, prepared.graph.relevant, prepared.graph.first, _layers(model), _defaults(maxpool))
     with torch.inference_mode():
-        trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules, drop=True)
+        keep = _kept(prepared, plan)
+        trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules, keep)
         _carry_bounds(prepared.graph, trace, plan, bounds, model)
         output = trace.values[prepared.graph.output]
         R, every = start_relevance(output, target, plan.rectify)
@@ -266,12 +267,17 @@ def _prepared_call(
 
 
 def _record(
-    graph: Graph, model: nn.Module, args: tuple, kwargs: dict, rules: dict[str, Rule], drop: bool = False
+    graph: Graph,
+    model: nn.Module,
+    args: tuple,
+    kwargs: dict,
+    rules: dict[str, Rule],
+    keep: frozenset[str] | None = None,
 ) -> Trace:
-    """Every node's value on the model's current weights (constants first, then the ops in order); ``drop``: the
-    values the walk never reads are dropped once the forward pass is done with them (:attr:`Graph.transient`)."""
-    transient = graph.transient if drop else {}
-    trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first, model=model)
+    """Every node's value on the model's current weights (constants first, then the ops in order); with ``keep``
+    (the values the walk reads), every other computed value is dropped once the forward pass is done with it."""
+    transient = graph.dropped(keep) if keep is not None else {}
+    trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first, model=model, keep=keep)
     tensors = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, Tensor)]
     for node in graph.nodes:
         if node.op in SOURCES:
@@ -283,8 +289,28 @@ def _record(
         except RuntimeError as err:
             raise InputError(f"{node.describe()} failed: {str(err).splitlines()[0]}") from None
         for name in transient.get(node.name, ()):
-            del trace.values[name]
+            value = trace.values.pop(name)
+            if isinstance(value, Tensor):
+                trace.shapes[name] = tuple(value.shape)
     return trace
+
+
+def _kept(prepared: Prepared, plan: Plan) -> frozenset[str]:
+    """The values the walk reads: the input, the output and what each node's step reads (:attr:`Op.reads`) under
+    its rule; every value on the way from the input to the first layers too when zB bounds are carried there."""
+    graph, rules = prepared.graph, plan.rules
+    keep = {graph.input, graph.output}
+    if any(isinstance(rules.get(name), ZBox) for name in graph.first):
+        keep.update(node.name for node in graph.nodes)  # bounds are carried over the recorded values
+    for node in graph.relevant:
+        if node.op in SOURCES:
+            continue
+        reads = everything if node.op == "call" else OPS[node.op].reads
+        slots, output = reads(node, rules.get(node.name), prepared.receivers[node.name])
+        keep.update(node.inputs[k] for k in slots if node.inputs[k] is not None)
+        if output:
+            keep.add(node.name)
+    return frozenset(keep)
 
 
 def _source(node: Node, tensors: list[Tensor], model: nn.Module) -> Any:

@@ -70,14 +70,14 @@ class WeightedLayer:
         """Whether two weights can be stacked along the input dimension into one op (``[a+, a-]`` tricks)."""
         return self.conv is None or (self.conv.groups == 1 and not self.conv.transposed)
 
-    def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        """``sum_i x_i w_ij`` for each output ``j`` (no bias)."""
+    def forward(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``sum_i x_i w_ij`` for each output ``j`` (``+ b_j`` with ``bias``)."""
         c = self.conv
         if c is None:
-            return F.linear(x, w)
+            return F.linear(x, w, bias)
         if c.transposed:
-            return _CONV_T[c.dims](x, w, None, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
-        return _CONV[c.dims](x, w, None, c.stride, c.padding, c.dilation, c.groups)
+            return _CONV_T[c.dims](x, w, bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
+        return _CONV[c.dims](x, w, bias, c.stride, c.padding, c.dilation, c.groups)
 
     def backward(self, s: Tensor, w: Tensor, shape: tuple[int, ...]) -> Tensor:
         """``c_i = sum_j w_ij s_j``: ``s`` is ``(K, *output shape)``, the result ``(K, *shape)`` (the input's)."""

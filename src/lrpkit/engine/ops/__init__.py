@@ -3,7 +3,9 @@
 ``forward(node, inputs, trace)`` computes the node's value from its inputs' values (and may record what its
 relevance step needs in ``trace.aux``); ``relevance(step)`` turns the relevance at the node's output,
 ``step.R`` of shape ``(K, *output.shape)``, into relevance at each input position (None where none goes).
-Only the positions the graph marks as receivers (signals) are read.
+Only the positions the graph marks as receivers (signals) are read. ``reads(node, rule, receivers)`` says which
+recorded values the step reads (input positions, and whether its own output); every other value is dropped once
+the forward pass is done with it, and the step sees None there (``step.shape(k)`` still gives its shape).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Trace:
     model: Any = None
     aux: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    keep: frozenset[str] | None = None  # the values the walk reads (None: every value is kept)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # of the values dropped after the forward
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class Step:
     def rule(self) -> Rule | None:
         return self.trace.rules.get(self.node.name)
 
+    def shape(self, slot: int) -> tuple[int, ...]:
+        """The shape of input ``slot``, also where its value was dropped (shape-only steps read this)."""
+        x = self.inputs[slot]
+        return tuple(x.shape) if x is not None else self.trace.shapes[self.node.inputs[slot]]
+
     def only(self, relevance: Tensor | None, slot: int = 0) -> list[Tensor | None]:
         """``relevance`` at input position ``slot``, nothing elsewhere."""
         return [relevance if k == slot else None for k in range(len(self.node.inputs))]
@@ -54,16 +63,33 @@ class Step:
 
 Forward = Callable[[Node, list[Any], Trace], Any]
 Relevance = Callable[[Step], Sequence[Tensor | None]]
+Reads = Callable[[Node, "Rule | None", tuple[int, ...]], tuple[tuple[int, ...], bool]]
+
+
+def everything(node: Node, rule: Rule | None, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    """The step reads every input's value and its own output."""
+    return tuple(range(len(node.inputs))), True
+
+
+def shapes_only(node: Node, rule: Rule | None, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    """The step reads no value, at most the inputs' shapes (moves, activations, products' uniform split)."""
+    return (), False
+
+
+def inputs_only(node: Node, rule: Rule | None, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    """The step reads its inputs' values, not its output."""
+    return tuple(range(len(node.inputs))), False
 
 
 @dataclass(frozen=True)
 class Op:
     """An op: its forward; its relevance step (None: forward only, refused on the relevance path); whether its
-    value is known to be ``>= 0`` given which signal inputs are (``sign``)."""
+    value is known to be ``>= 0`` given which signal inputs are (``sign``); which values its step ``reads``."""
 
     forward: Forward
     relevance: Relevance | None = None
     sign: Callable[[Node, list[bool]], bool] = lambda node, flags: False
+    reads: Reads = everything
 
 
 def keeps_sign(node: Node, flags: list[bool]) -> bool:

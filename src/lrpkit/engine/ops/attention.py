@@ -22,7 +22,7 @@ from torch import Tensor
 from ...rules import Conservative, Epsilon
 from ..graph import Node
 from ..weighted import stab
-from . import Op, Step, Trace, sum_to, transpose
+from . import Op, Step, Trace, shapes_only, sum_to, transpose
 
 # -- products of two signals ---------------------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ def _no_relevance(step: Step) -> list[Tensor | None]:
 OPS = {
     "matmul": Op(_matmul, _matmul_relevance),
     "softmax": Op(_softmax, _softmax_relevance, lambda node, flags: True),
-    "embedding": Op(_embedding, _no_relevance),
+    "embedding": Op(_embedding, _no_relevance, reads=shapes_only),
     "power": Op(_power, None, lambda node, flags: node.params["fn"] in ("rsqrt", "sqrt")),
     "attention_bias": Op(_attention_bias, None),
 }

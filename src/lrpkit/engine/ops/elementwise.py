@@ -21,7 +21,7 @@ from ...errors import SpecError
 from ...rules import Conservative, Proportional
 from ..graph import Node
 from ..weighted import stab
-from . import Op, Step, Trace, keeps_sign, sum_to
+from . import Op, Step, Trace, inputs_only, keeps_sign, shapes_only, sum_to
 
 ACTIVATIONS = {
     "relu": lambda x, p: F.relu(x),
@@ -45,8 +45,8 @@ NON_NEGATIVE = frozenset({"relu", "relu6", "sigmoid", "hardsigmoid", "softplus"}
 
 def _activation(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
     x = inputs[0]
-    if node.params.get("inplace"):  # a ReLU that alone reads a biased layer's output: no second tensor
-        trace.values[node.inputs[0]] = None
+    if node.params.get("inplace") and (trace.keep is None or node.inputs[0] not in trace.keep):
+        trace.values[node.inputs[0]] = None  # a ReLU that alone reads a biased layer's output: no second tensor
         return x.relu_()
     return ACTIVATIONS[node.params["fn"]](x, node.params)
 
@@ -77,17 +77,31 @@ def _add(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
 
 def _add_relevance(step: Step) -> list[Tensor | None]:
     node, rule = step.node, step.rule
-    bias = isinstance(rule, Proportional) and rule.bias
-    if len(step.receivers) == 1 and not bias:
+    if not _shares(rule, step.receivers):
         slot = step.receivers[0]
-        return step.only(sum_to(step.R, tuple(step.inputs[slot].shape)), slot)
-    terms = _terms(node, step.inputs)
-    total = step.output if bias else sum(terms[k] for k in step.receivers)
+        return step.only(sum_to(step.R, step.shape(slot)), slot)
+    scales = node.params["scales"]
+    terms = {k: step.inputs[k] if scales[k] == 1 else step.inputs[k] * scales[k] for k in step.receivers}
+    total = step.output if _bias(rule) else sum(terms.values())
     s = step.R / stab(total, rule.epsilon)
     shares: list[Tensor | None] = [None] * len(node.inputs)
-    for k in step.receivers:
-        shares[k] = sum_to(s * terms[k], tuple(step.inputs[k].shape))
+    for k, term in terms.items():
+        shares[k] = sum_to(s * term, step.shape(k))
     return shares
+
+
+def _shares(rule: Any, receivers: tuple[int, ...]) -> bool:
+    """Whether a sum shares by its terms (several receivers, or the constants' share dropped), else all of ``R``
+    goes to its one receiver."""
+    return len(receivers) > 1 or _bias(rule)
+
+
+def _bias(rule: Any) -> bool:
+    return isinstance(rule, Proportional) and rule.bias
+
+
+def _add_reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    return (receivers, _bias(rule)) if _shares(rule, receivers) else ((), False)
 
 
 def _add_sign(node: Node, flags: list[bool]) -> bool:
@@ -136,14 +150,14 @@ def _product_relevance(step: Step) -> list[Tensor | None]:
         receivers = tuple(k for k in receivers if k != held)
     shares: list[Tensor | None] = [None] * len(step.node.inputs)
     for k in receivers:
-        shares[k] = sum_to(step.R / len(receivers), tuple(step.inputs[k].shape))
+        shares[k] = sum_to(step.R / len(receivers), step.shape(k))
     return shares
 
 
 def _mul_relevance(step: Step) -> list[Tensor | None]:
     """A product with one receiving factor of the output's shape (``x * c``, gates) passes ``R`` as it is,
     without the copy that ``R / 1`` makes; otherwise the product rule."""
-    if len(step.receivers) == 1 and tuple(step.inputs[step.receivers[0]].shape) == tuple(step.R.shape[1:]):
+    if len(step.receivers) == 1 and step.shape(step.receivers[0]) == tuple(step.R.shape[1:]):
         return step.only(step.R, step.receivers[0])
     return _product_relevance(step)
 
@@ -151,7 +165,7 @@ def _mul_relevance(step: Step) -> list[Tensor | None]:
 def _div_relevance(step: Step) -> list[Tensor | None]:
     if 0 not in step.receivers:
         raise SpecError(f"{step.node.describe()}: relevance reaches a division whose numerator is a constant")
-    return step.only(sum_to(step.R, tuple(step.inputs[0].shape)))
+    return step.only(sum_to(step.R, step.shape(0)))
 
 
 def _call(node: Node, inputs: list[Any], trace: Trace) -> Any:
@@ -166,11 +180,11 @@ def _call(node: Node, inputs: list[Any], trace: Trace) -> Any:
 
 
 OPS = {
-    "activation": Op(_activation, _identity, _activation_sign),
-    "add": Op(_add, _add_relevance, _add_sign),
-    "sum": Op(_reduce, _reduce_relevance, keeps_sign),
-    "mean": Op(_reduce, _reduce_relevance, keeps_sign),
-    "mul": Op(_mul, _mul_relevance),
-    "div": Op(_div, _div_relevance),
+    "activation": Op(_activation, _identity, _activation_sign, shapes_only),
+    "add": Op(_add, _add_relevance, _add_sign, _add_reads),
+    "sum": Op(_reduce, _reduce_relevance, keeps_sign, inputs_only),
+    "mean": Op(_reduce, _reduce_relevance, keeps_sign, inputs_only),
+    "mul": Op(_mul, _mul_relevance, reads=shapes_only),
+    "div": Op(_div, _div_relevance, reads=shapes_only),
     "call": Op(_call),
 }

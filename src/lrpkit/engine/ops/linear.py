@@ -11,7 +11,7 @@ from typing import Any
 from torch import Tensor
 
 from ...errors import SpecError
-from ...rules import AlphaBeta, Gamma, ZBox
+from ...rules import AlphaBeta, Epsilon, Gamma, Simple, ZBox
 from ..bounds import check_bounds, one_sample
 from ..graph import Node
 from ..linear_rules import Recorded, propagate
@@ -33,20 +33,31 @@ def layer_of(node: Node, inputs: list[Any]) -> WeightedLayer:
 
 def _forward(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
     layer = layer_of(node, inputs)
+    if node.name not in trace.rules:  # off the relevance path: the output alone
+        return layer.forward(inputs[0], layer.weight, layer.bias)
+    if trace.keep is not None and _reads_output(trace.rules[node.name]):  # the step reads z + b, not z
+        trace.aux[node.name] = (layer, None)
+        return layer.forward(inputs[0], layer.weight, layer.bias)
     z = layer.forward(inputs[0], layer.weight)
-    if node.name in trace.rules:  # on the relevance path: the step needs the layer and z
-        trace.aux[node.name] = (layer, z)
+    trace.aux[node.name] = (layer, z)  # the step needs the layer and z
     return layer.with_bias(z, layer.bias)
+
+
+def _reads_output(rule: Any) -> bool:
+    """LRP-0 and epsilon with ``bias=True`` divide by the layer's real output ``z + b`` and need nothing else."""
+    return isinstance(rule, (Simple, Epsilon)) and rule.bias
+
+
+def _reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    return (0,), _reads_output(rule)
 
 
 def _relevance(step: Step) -> list[Tensor | None]:
     node, rule, a = step.node, step.rule, step.inputs[0]
     layer, z = step.trace.aux[node.name]
-    if z.dtype != step.R.dtype:  # a bfloat16/float16 model: the rule in the relevance's float32
-        layer, z = (
-            WeightedLayer(layer.weight.to(step.R.dtype), _to(layer.bias, step.R.dtype), layer.conv),
-            z.to(step.R.dtype),
-        )
+    if layer.weight.dtype != step.R.dtype:  # a bfloat16/float16 model: the rule in the relevance's float32
+        dtype = step.R.dtype
+        layer, z = WeightedLayer(layer.weight.to(dtype), _to(layer.bias, dtype), layer.conv), _to(z, dtype)
     nonneg = node.inputs[0] in step.trace.nonneg or (isinstance(rule, SIGNED) and bool((a >= 0).all()))
     record = Recorded(a, z, nonneg, step.output)
     bounds = _zbox_bounds(rule, step) if isinstance(rule, ZBox) else None
@@ -77,4 +88,4 @@ def _to(value: Tensor | None, dtype: Any) -> Tensor | None:
     return None if value is None else value.to(dtype)
 
 
-OPS = {"linear": Op(_forward, _relevance), "conv": Op(_forward, _relevance)}
+OPS = {"linear": Op(_forward, _relevance, reads=_reads), "conv": Op(_forward, _relevance, reads=_reads)}

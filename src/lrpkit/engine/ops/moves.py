@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..graph import Node
-from . import Op, Step, Trace, keeps_sign, proportional, sum_to, transpose
+from . import Op, Step, Trace, inputs_only, keeps_sign, proportional, shapes_only, sum_to, transpose
 
 
 def _index(dim: int, item: Any) -> tuple:
@@ -23,7 +23,7 @@ def _index(dim: int, item: Any) -> tuple:
 
 
 def _reshape(step: Step) -> list[Tensor | None]:
-    return step.only(step.R.reshape(step.R.shape[0], *step.inputs[0].shape))
+    return step.only(step.R.reshape(step.R.shape[0], *step.shape(0)))
 
 
 def _permute(step: Step) -> list[Tensor | None]:
@@ -32,11 +32,11 @@ def _permute(step: Step) -> list[Tensor | None]:
 
 
 def _expand(step: Step) -> list[Tensor | None]:
-    return step.only(sum_to(step.R, tuple(step.inputs[0].shape)))
+    return step.only(sum_to(step.R, step.shape(0)))
 
 
 def _cat(step: Step) -> list[Tensor | None]:
-    sizes = [x.shape[step.node.params["dim"]] for x in step.inputs]
+    sizes = [step.shape(k)[step.node.params["dim"]] for k in range(len(step.inputs))]
     return list(step.R.split(sizes, dim=step.node.params["dim"] + 1))
 
 
@@ -50,26 +50,30 @@ def _slice_of(node: Node) -> tuple:
 
 
 def _slice(step: Step) -> list[Tensor | None]:
-    R = step.R.new_zeros((step.R.shape[0], *step.inputs[0].shape))
+    R = step.R.new_zeros((step.R.shape[0], *step.shape(0)))
     R[(slice(None), *_slice_of(step.node))] = step.R
     return step.only(R)
 
 
 def _select(step: Step) -> list[Tensor | None]:
-    R = step.R.new_zeros((step.R.shape[0], *step.inputs[0].shape))
+    R = step.R.new_zeros((step.R.shape[0], *step.shape(0)))
     R.select(step.node.params["dim"] + 1, step.node.params["index"]).copy_(step.R)
     return step.only(R)
 
 
 def _pad(step: Step) -> list[Tensor | None]:
-    pad, x = step.node.params["pad"], step.inputs[0]
+    pad = step.node.params["pad"]
     if any(p < 0 for p in pad):  # a negative pad crops: the general transpose
-        return step.only(transpose(lambda t: F.pad(t, pad, value=0.0), x, step.R))
-    R = step.R
+        return step.only(transpose(lambda t: F.pad(t, pad, value=0.0), step.inputs[0], step.R))
+    R, shape = step.R, step.shape(0)
     for k in range(len(pad) // 2):
         dim = R.dim() - 1 - k
-        R = R.narrow(dim, pad[2 * k], x.shape[dim - 1])
+        R = R.narrow(dim, pad[2 * k], shape[dim - 1])
     return step.only(R)
+
+
+def _pad_reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    return ((0,) if any(p < 0 for p in node.params["pad"]) else ()), False
 
 
 def _pad_sign(node: Node, flags: list[bool]) -> bool:
@@ -105,16 +109,21 @@ def _forward(fn: Any) -> Any:
 
 
 OPS = {
-    "identity": Op(lambda node, inputs, trace: inputs[0], _identity, keeps_sign),
-    "cast": Op(lambda node, inputs, trace: inputs[0].to(getattr(torch, node.params["dtype"])), _identity, keeps_sign),
-    "reshape": Op(_forward(lambda p, x: x.reshape(p["shape"])), _reshape, keeps_sign),
-    "permute": Op(_forward(lambda p, x: x.permute(p["dims"])), _permute, keeps_sign),
-    "expand": Op(_forward(lambda p, x: x.expand(p["shape"])), _expand, keeps_sign),
-    "cat": Op(_forward(lambda p, *xs: torch.cat(xs, p["dim"])), _cat, keeps_sign),
-    "stack": Op(_forward(lambda p, *xs: torch.stack(xs, p["dim"])), _stack, keeps_sign),
-    "slice": Op(lambda node, inputs, trace: inputs[0][_slice_of(node)], _slice, keeps_sign),
-    "select": Op(_forward(lambda p, x: x.select(p["dim"], p["index"])), _select, keeps_sign),
-    "pad": Op(_forward(lambda p, x: F.pad(x, p["pad"], value=p["value"])), _pad, _pad_sign),
+    "identity": Op(lambda node, inputs, trace: inputs[0], _identity, keeps_sign, shapes_only),
+    "cast": Op(
+        lambda node, inputs, trace: inputs[0].to(getattr(torch, node.params["dtype"])),
+        _identity,
+        keeps_sign,
+        shapes_only,
+    ),
+    "reshape": Op(_forward(lambda p, x: x.reshape(p["shape"])), _reshape, keeps_sign, shapes_only),
+    "permute": Op(_forward(lambda p, x: x.permute(p["dims"])), _permute, keeps_sign, shapes_only),
+    "expand": Op(_forward(lambda p, x: x.expand(p["shape"])), _expand, keeps_sign, shapes_only),
+    "cat": Op(_forward(lambda p, *xs: torch.cat(xs, p["dim"])), _cat, keeps_sign, shapes_only),
+    "stack": Op(_forward(lambda p, *xs: torch.stack(xs, p["dim"])), _stack, keeps_sign, shapes_only),
+    "slice": Op(lambda node, inputs, trace: inputs[0][_slice_of(node)], _slice, keeps_sign, shapes_only),
+    "select": Op(_forward(lambda p, x: x.select(p["dim"], p["index"])), _select, keeps_sign, shapes_only),
+    "pad": Op(_forward(lambda p, x: F.pad(x, p["pad"], value=p["value"])), _pad, _pad_sign, _pad_reads),
     "repeat": Op(_forward(lambda p, x: x.repeat(p["repeats"])), None, keeps_sign),
     "roll": Op(_forward(lambda p, x: x.roll(p["shifts"], p["dims"])), None, keeps_sign),
     "flip": Op(_forward(lambda p, x: x.flip(p["dims"])), None, keeps_sign),
@@ -122,4 +131,4 @@ OPS = {
     "upsample_bilinear": Op(_upsample, _bilinear, keeps_sign),
 }
 for _name in ("repeat", "roll", "flip", "upsample_nearest"):
-    OPS[_name] = Op(OPS[_name].forward, _moved(OPS[_name].forward), keeps_sign)
+    OPS[_name] = Op(OPS[_name].forward, _moved(OPS[_name].forward), keeps_sign, inputs_only)

@@ -17,7 +17,7 @@ from torch import Tensor
 from ...rules import Epsilon
 from ..graph import Node
 from ..weighted import stab
-from . import Op, Step, Trace
+from . import Op, Step, Trace, everything, inputs_only, shapes_only
 
 
 def _batch_norm(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
@@ -78,8 +78,12 @@ def _norm_relevance(step: Step) -> list[Tensor | None]:
     return step.only(centred_gs * x)
 
 
+def _batch_norm_reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    return (everything if isinstance(rule, Epsilon) and rule.bias else shapes_only)(node, rule, receivers)
+
+
 OPS = {
-    "batch_norm": Op(_batch_norm, _batch_norm_relevance),
-    "layer_norm": Op(_norm, _norm_relevance),
-    "group_norm": Op(_norm, _norm_relevance),
+    "batch_norm": Op(_batch_norm, _batch_norm_relevance, reads=_batch_norm_reads),
+    "layer_norm": Op(_norm, _norm_relevance, reads=inputs_only),
+    "group_norm": Op(_norm, _norm_relevance, reads=inputs_only),
 }

@@ -179,13 +179,48 @@ def test_values_a_step_does_not_read_are_dropped_after_the_forward():
     plan = resolve("epsilon_plus", graph.relevant, graph.first, None, {})
     keep = walk._kept(prepared, plan)
     with torch.inference_mode():
-        trace = walk._record(graph, model, args, kwargs, plan.rules, keep)
+        trace = walk._record(prepared, model, args, kwargs, plan.rules, keep)
     computed = {n.name for n in graph.nodes if n.op not in ("input", "constant")}
     kept = {name for name, value in trace.values.items() if value is not None and name in computed}
     assert kept <= keep and kept < computed
     read_by_none = {n.name for n in graph.relevant if n.op in ("activation", "add", "reshape")} - keep
     assert read_by_none and not (read_by_none & kept)  # read by no step (moves and ReLUs before a sum)
     assert all(trace.shapes[name] == graph.by_name[name].shape for name in read_by_none)
+
+
+class Masked(nn.Module):
+    """A causal mask built in forward from ``arange`` (the same at every call), a parameter-made scale (read at
+    every call) and noise from ``torch.rand`` (new at every call, but held fixed: it is not a signal)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix = nn.Linear(5, 5, dtype=F64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-1]
+        causal = torch.arange(n)[:, None] >= torch.arange(n)[None, :]
+        scale = self.mix.weight.sum() * torch.ones(n, dtype=x.dtype)
+        mixed = (x[:, None, :] * causal.to(x.dtype)).sum(-1) * scale
+        return self.mix(mixed + 0.0 * torch.rand(n, dtype=x.dtype))
+
+
+def test_values_made_from_literals_alone_are_made_once_and_reused():
+    model, x = Masked(), torch.randn(3, 5, dtype=F64)
+    first = lrpkit.lrp(model, x, "pred", "epsilon")
+    prepared = walk._prepared_call(model, x)[0]
+    fixed = {prepared.graph.by_name[name].op for name in prepared.graph.fixed}
+    assert prepared.fixed and set(prepared.fixed) <= prepared.graph.fixed
+    assert "call" in fixed  # arange and the comparison
+    made = {n.name for n in prepared.graph.nodes if "rand" in str(n.params.get("target"))}
+    assert made and not (made & prepared.graph.fixed)  # random values are made at every call
+    reads_weight = {n.name for n in prepared.graph.nodes if n.op == "sum" and n.name not in prepared.graph.signals}
+    assert reads_weight and not (reads_weight & prepared.graph.fixed)
+    with torch.no_grad():
+        model.mix.weight.mul_(2.0)  # the parameter-made scale follows the new weights
+    second = lrpkit.lrp(model, x, "pred", "epsilon")
+    fresh = copy.deepcopy(model)  # a new capture, nothing reused
+    assert torch.allclose(second, lrpkit.lrp(fresh, x, "pred", "epsilon"), rtol=1e-12, atol=0)
+    assert not torch.allclose(first, second)
 
 
 # -- what else graphs bring ------------------------------------------------------------------------------------------

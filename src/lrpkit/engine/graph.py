@@ -31,6 +31,8 @@ GATE_FUNCTIONS = frozenset({"sigmoid", "hardsigmoid", "tanh", "erf"})
 AFFINE = frozenset({"add", "mul", "div"})  # with constants: maps a gate to a gate
 REDUCTIONS = frozenset({"sum", "mean"})
 CARRIES = AFFINE | {"power", "cast", "identity", "expand", "reshape"}  # keep "computed from a reduction"
+RANDOM = ("rand", "bernoulli", "dropout", "normal", "uniform", "multinomial", "poisson", "exponential")
+"""Words in the name of an op whose value changes from call to call."""
 MOVES = frozenset({"reshape", "permute", "expand", "cast", "identity", "slice", "select", "contiguous"})
 
 KINDS = {
@@ -86,6 +88,12 @@ class Node:
         if self.module:
             text += f" in module {self.module!r} ({self.module_type})"
         return text + (f", made by {self.line}" if self.line else "")
+
+
+def _literal(params: Mapping[str, Any]) -> bool:
+    """A constant given in the call as a number, or a tensor that ``forward`` made (torch.export lifts it)."""
+    target = str(params.get("target", ""))
+    return params.get("source") == "value" or (params.get("source") == "tensor" and "lifted_tensor" in target)
 
 
 @dataclass(frozen=True)
@@ -178,6 +186,22 @@ class Graph:
             if node.name in reached and node.op not in SOURCES:
                 reached.update(node.inputs[k] for k in self.receivers(node))
         return tuple(node for node in self.nodes if node.name in reached)
+
+    @cached_property
+    def fixed(self) -> frozenset[str]:
+        """The computed nodes whose value is the same at every call: made from literal constants alone (numbers,
+        tensors made in ``forward``; no input, parameter, buffer or attribute) by deterministic ops -- masks and
+        positions built from ``arange``."""
+        found: set[str] = set()
+        for node in self.nodes:
+            if node.op in SOURCES:
+                if node.op == "constant" and _literal(node.params):
+                    found.add(node.name)
+                continue
+            random = node.op == "call" and any(word in str(node.params.get("target")) for word in RANDOM)
+            if not random and all(i is None or i in found for i in node.inputs):
+                found.add(node.name)
+        return frozenset(n.name for n in self.nodes if n.name in found and n.op not in SOURCES)
 
     def dropped(self, keep: frozenset[str]) -> dict[str, tuple[str, ...]]:
         """The computed values (not sources) outside ``keep``, keyed by the node after which the forward pass no

@@ -15,7 +15,7 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -57,6 +57,8 @@ class Prepared:
     receivers: dict[str, tuple[int, ...]]
     boundaries: tuple[str, ...] | None  # chain models: the node whose value enters each layer, then the output
     seconds: float
+    nonneg: frozenset[str]  # nodes whose value is known to be >= 0 from the ops alone
+    fixed: dict[str, Any] = field(default_factory=dict, compare=False)  # values of Graph.fixed, made once
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ def explain(
     plan = resolve(method, prepared.graph.relevant, prepared.graph.first, _layers(model), _defaults(maxpool))
     with torch.inference_mode():
         keep = _kept(prepared, plan)
-        trace = _record(prepared.graph, model, call_args, call_kwargs, plan.rules, keep)
+        trace = _record(prepared, model, call_args, call_kwargs, plan.rules, keep)
         _carry_bounds(prepared.graph, trace, plan, bounds, model)
         output = trace.values[prepared.graph.output]
         R, every = start_relevance(output, target, plan.rectify)
@@ -211,7 +213,7 @@ def _prepare(
     graph.refuse_unsupported([*supported, *registered], SpecError, hint)
     receivers = {node.name: graph.receivers(node) for node in graph.relevant}
     boundaries = _boundaries(graph, layers) if layers is not None else None
-    return Prepared(graph, receivers, boundaries, captured.seconds)
+    return Prepared(graph, receivers, boundaries, captured.seconds, _nonneg(graph))
 
 
 def _boundaries(graph: Graph, layers: Sequence[str]) -> tuple[str | None, ...]:
@@ -240,7 +242,7 @@ def graph_of(model: nn.Module, x: Any, **call: Any) -> tuple[Graph, dict[str, An
     prepared, call_args, call_kwargs = _prepared_call(model, x, **call)
     graph = prepared.graph
     with torch.inference_mode():
-        values = _record(graph, model, call_args, call_kwargs, {}).values
+        values = _record(prepared, model, call_args, call_kwargs, {}).values
     return graph, {name: value for name, value in values.items() if name not in graph.signals}
 
 
@@ -267,32 +269,44 @@ def _prepared_call(
 
 
 def _record(
-    graph: Graph,
+    prepared: Prepared,
     model: nn.Module,
     args: tuple,
     kwargs: dict,
     rules: dict[str, Rule],
     keep: frozenset[str] | None = None,
 ) -> Trace:
-    """Every node's value on the model's current weights (constants first, then the ops in order); with ``keep``
-    (the values the walk reads), every other computed value is dropped once the forward pass is done with it."""
+    """Every node's value on the model's current weights (constants first, then the ops in order; the values of
+    :attr:`Graph.fixed` nodes made on the first call only); with ``keep`` (the values the walk reads), every other
+    computed value is dropped once the forward pass is done with it."""
+    graph, fixed = prepared.graph, prepared.fixed
     transient = graph.dropped(keep) if keep is not None else {}
-    trace = Trace(values={}, rules=rules, nonneg=_nonneg(graph), first=graph.first, model=model, keep=keep)
+    trace = Trace(values={}, rules=rules, nonneg=prepared.nonneg, first=graph.first, model=model, keep=keep)
     tensors = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, Tensor)]
     for node in graph.nodes:
         if node.op in SOURCES:
             trace.values[node.name] = _source(node, tensors, model)
             continue
-        inputs = [trace.values[i] if i is not None else None for i in node.inputs]
-        try:
-            trace.values[node.name] = OPS[node.op].forward(node, inputs, trace)
-        except RuntimeError as err:
-            raise InputError(f"{node.describe()} failed: {str(err).splitlines()[0]}") from None
+        if node.name in fixed:
+            trace.values[node.name] = fixed[node.name]
+        else:
+            trace.values[node.name] = _run(node, trace)
+            if node.name in graph.fixed:
+                fixed[node.name] = trace.values[node.name]
         for name in transient.get(node.name, ()):
             value = trace.values.pop(name)
             if isinstance(value, Tensor):
                 trace.shapes[name] = tuple(value.shape)
     return trace
+
+
+def _run(node: Node, trace: Trace) -> Any:
+    """The node's value from its inputs' recorded values."""
+    inputs = [trace.values[i] if i is not None else None for i in node.inputs]
+    try:
+        return OPS[node.op].forward(node, inputs, trace)
+    except RuntimeError as err:
+        raise InputError(f"{node.describe()} failed: {str(err).splitlines()[0]}") from None
 
 
 def _kept(prepared: Prepared, plan: Plan) -> frozenset[str]:

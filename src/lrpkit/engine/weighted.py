@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+LIVE_ROWS = 0.25
+"""A Linear layer's transpose multiplies only the rows that carry relevance when at most this share of them do."""
 FOLD_MAX_COLUMNS = 64
 """Transposed 2-d convs whose kernel covers at most this many inputs (C * kh * kw) use matmul + fold on CPU."""
 
@@ -83,7 +85,7 @@ class WeightedLayer:
         """``c_i = sum_j w_ij s_j``: ``s`` is ``(K, *output shape)``, the result ``(K, *shape)`` (the input's)."""
         c = self.conv
         if c is None:
-            return s @ w
+            return _live_rows_times(s, w)
         flat = s.flatten(0, 1)
         if c.transposed:
             out = _CONV[c.dims](flat, w, None, c.stride, c.padding, c.dilation, c.groups)
@@ -190,6 +192,18 @@ class WeightedLayer:
     def __repr__(self) -> str:
         kind = "Linear" if self.conv is None else f"Conv{self.conv.dims}d"
         return f"WeightedLayer({kind}, weight={tuple(self.weight.shape)}, bias={self.bias is not None})"
+
+
+def _live_rows_times(s: Tensor, w: Tensor) -> Tensor:
+    """``s @ w``, multiplying only the rows of ``s`` that are not all zero when at most ``LIVE_ROWS`` of them are:
+    a causal LM's next-token logit puts relevance on one position, which stays alone up to the last attention."""
+    rows = s.reshape(-1, s.shape[-1])
+    live = rows.any(-1).nonzero().squeeze(1)
+    if live.numel() > LIVE_ROWS * rows.shape[0]:
+        return s @ w
+    out = rows.new_zeros((rows.shape[0], w.shape[1]))
+    out.index_copy_(0, live, rows.index_select(0, live) @ w)
+    return out.reshape(*s.shape[:-1], w.shape[1])
 
 
 def _merge_batchnorm(

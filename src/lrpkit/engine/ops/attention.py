@@ -75,8 +75,8 @@ def _softmax_relevance(step: Step) -> list[Tensor | None]:
     """``R_in = x * (R - s * sum_dim R)``, 0 where ``s == 0`` (masked inputs, whatever value the mask used)."""
     dim = step.node.params["dim"] + 1  # R has a leading target dimension
     s, x = step.output.to(step.R.dtype), step.inputs[0].to(step.R.dtype)
-    R = step.R - s * step.R.sum(dim, keepdim=True)
-    return step.only(torch.where(s == 0, torch.zeros_like(R), R * x))
+    R = (step.R - s * step.R.sum(dim, keepdim=True)).mul_(x)
+    return step.only(R.masked_fill_(s == 0, 0.0))
 
 
 # -- lookups, powers, masks ----------------------------------------------------------------------------------------

@@ -66,16 +66,15 @@ def _norm_relevance(step: Step) -> list[Tensor | None]:
     x, w, b = step.inputs
     rows, shape = _groups(node, x)
     centred = rows - rows.mean(-1, keepdim=True)
-    sigma = (centred.square().mean(-1, keepdim=True) + node.params["eps"]).sqrt()
-    g = (1.0 / sigma).expand_as(rows).reshape(shape)
-    if w is not None:
+    g = (centred.square().mean(-1, keepdim=True) + node.params["eps"]).rsqrt_().expand_as(rows).reshape(shape)
+    if w is not None:  # g = w / sigma, per element
         g = g * w.view(_scale_shape(node, x))
-    linear = centred.reshape(shape) * g  # y' = (x - mu) g
-    total = linear if b is None or not rule.bias else linear + b.view(_scale_shape(node, x))
-    gs = step.R / stab(total, rule.epsilon) * g
-    grouped = gs.reshape(gs.shape[0], *rows.shape)
-    centred_gs = (grouped - grouped.mean(-1, keepdim=True)).reshape(gs.shape)
-    return step.only(centred_gs * x)
+    total = centred.reshape(shape).mul_(g)  # y' = (x - mu) g
+    if b is not None and rule.bias:
+        total.add_(b.view(_scale_shape(node, x)))
+    gs = (step.R / stab(total, rule.epsilon)).mul_(g)
+    grouped = gs.view(gs.shape[0], *rows.shape)
+    return step.only(grouped.sub_(grouped.mean(-1, keepdim=True)).view(gs.shape).mul_(x))
 
 
 def _batch_norm_reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:

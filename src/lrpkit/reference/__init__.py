@@ -13,7 +13,7 @@ never imports torch.
 from .bridge import check_model, check_network, deeptaylor, from_model, from_network, to_array
 from .compare import LayerCheck, MismatchError, Report, compare
 from .interpreter import ReferenceGraph
-from .network import ReferenceNetwork
+from .network import ReferenceNetwork, unknown_layers
 from .rules import stab
 from .targets import class_filter
 
@@ -32,4 +32,5 @@ __all__ = [
     "from_network",
     "stab",
     "to_array",
+    "unknown_layers",
 ]

@@ -12,7 +12,7 @@ import lrpkit
 from lrpkit import layers as L
 from lrpkit.composites import PRESETS
 from lrpkit.errors import TargetError
-from lrpkit.reference import MismatchError, ReferenceGraph, bridge, ops
+from lrpkit.reference import MismatchError, ReferenceGraph, bridge, check_model, ops
 from strategies import architectures
 
 RULES = [
@@ -162,6 +162,16 @@ def test_mismatch_names_the_first_differing_layer(fixed, monkeypatch):
     monkeypatch.setitem(ops.OPS, "conv", skewed)  # the conv's relevance 0.1% off, its forward right
     with pytest.raises(MismatchError, match=r"'epsilon' differ walking back from the logits, first at R\[5\] into"):
         net.test(x, "epsilon", 0, atol=1e-10)
+
+
+def test_check_model_takes_a_network_with_its_layers_and_bounds():
+    # the graph twin gets what the engine takes from a Network: its layers (a list with one entry per layer, not
+    # per Linear-type layer) and its zB bounds [0, 1] where none are given
+    net = lrpkit.cnn(seed=0).double().eval()
+    x = torch.rand(2, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    per_layer = ["zb", *["epsilon"] * (len(net.body) - 1)]
+    for method in ("zbab", per_layer, None):
+        assert check_model(net, x, method, 1, atol=1e-10, rtol=1e-10).ok
 
 
 def test_report_on_success(fixed):

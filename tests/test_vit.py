@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import lrpkit
 from lrpkit.cli import main
 from lrpkit.model.train import RECIPES
-from lrpkit.reference import check_model
+from lrpkit.reference import MismatchError, Report, check_model, ops, unknown_layers
 
 
 @pytest.fixture(scope="module")
@@ -84,35 +84,53 @@ def test_cli_evaluate_methods_on_the_vit(trained, tmp_path, capsys) -> None:
     assert all(f"`{name}`" in table for name in ("attnlrp", "cp_lrp_vit", "gradxinput", "random"))
 
 
-class Plain(nn.Module):
-    """The network as a plain module: the engine then reports relevance per graph node, as ``check_model`` needs
-    (an lrpkit Network reports it per layer, and the layer-spec twin of ``Network.test`` has no ViT layers)."""
-
-    def __init__(self, net: lrpkit.Network) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
 @pytest.mark.parametrize("method", ["attnlrp", "cp_lrp", "attnlrp_vit"])
 def test_engine_equals_the_numpy_twin_on_the_vit(method) -> None:
     net = lrpkit.vit(seed=1).double().eval()
     x = torch.rand(2, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    check_model(Plain(net), x, method, atol=1e-9, rtol=1e-7)  # raises MismatchError naming the first node off
+    check_model(net, x, method, atol=1e-9, rtol=1e-7)  # raises MismatchError naming the first node off
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference: check_model reads layerwise_lrp's per-node mapping, which a Network "
-    "gives per layer (a list); and Network.test's layer-spec twin has no Tokens/Encoder/ClassToken",
-)
-@pytest.mark.parametrize("check", ["check_model", "Network.test"])
-def test_the_twin_takes_the_vit_network_itself(check) -> None:
+@pytest.fixture(scope="module")
+def vit64():
     net = lrpkit.vit(seed=1).double().eval()
-    x = torch.rand(1, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return net, torch.rand(1, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+def run(check: str, net: lrpkit.Network, x: torch.Tensor, method: Any) -> Report:
     if check == "check_model":
-        check_model(net, x, "cp_lrp", atol=1e-9, rtol=1e-7)
-    else:
-        net.test(x, "cp_lrp", atol=1e-9)
+        return check_model(net, x, method, atol=1e-9, rtol=1e-7)
+    return net.test(x, method, atol=1e-9)
+
+
+@pytest.mark.parametrize("check", ["check_model", "Network.test"])
+def test_the_twin_takes_the_vit_network_itself(vit64, check) -> None:
+    report = run(check, *vit64, "cp_lrp")
+    assert report.ok and report.checks[-1].label.startswith("R at node 'linear_8'")  # per node, the logits last
+
+
+@pytest.mark.parametrize("check", ["check_model", "Network.test"])
+def test_a_wrong_rule_in_the_twin_is_caught_on_the_vit(vit64, check, monkeypatch) -> None:
+    forward, relevance = ops.OPS["linear"]
+    skewed = lambda c: [r * 1.001 if r is not None else None for r in relevance(c)]  # noqa: E731
+    monkeypatch.setitem(ops.OPS, "linear", (forward, skewed))  # every Linear's relevance 0.1% off
+    with pytest.raises(MismatchError, match=r"'cp_lrp' differ walking back from the logits, first at R at node"):
+        run(check, *vit64, "cp_lrp")
+
+
+def test_network_test_checks_the_vit_forward_node_by_node(vit64, monkeypatch) -> None:
+    net, x = vit64
+    report = net.test(x, atol=1e-12)  # no method: every node's output, torch vs the graph twin
+    assert report.ok and report.what == "node outputs" and len(report.checks) > len(net.body)
+    assert report.checks[0].label == "output of node 'x' (input)"
+    forward, relevance = ops.OPS["softmax"]
+    monkeypatch.setitem(ops.OPS, "softmax", (lambda node, inputs: forward(node, inputs) * 1.001, relevance))
+    with pytest.raises(MismatchError, match=r"node outputs differ first at output of node '\w+_weights' \(softmax\)"):
+        net.test(x, atol=1e-12)
+
+
+def test_unknown_layers_decides_which_twin() -> None:
+    assert unknown_layers(lrpkit.vit().spec()) == ["Tokens", "Encoder", "ClassToken"]
+    assert unknown_layers(lrpkit.resnet().spec()) == [] and unknown_layers(lrpkit.mlp().spec()) == []
+    nested = {"layers": [{"type": "Residual", "body": [{"type": "Encoder", "heads": 4}], "shortcut": None}]}
+    assert unknown_layers(nested) == ["Encoder"]

@@ -7,7 +7,18 @@ from ..lazy import exports
 
 _EXPORTS = {
     **dict.fromkeys(
-        ["RelevanceWarning", "conservation_gap", "explain", "graph_of", "layerwise_lrp", "lrp", "totals"], "walk"
+        [
+            "RelevanceWarning",
+            "conservation_gap",
+            "explain",
+            "graph_of",
+            "layerwise_lrp",
+            "lrp",
+            "node_values",
+            "nodewise_lrp",
+            "totals",
+        ],
+        "walk",
     ),
     **dict.fromkeys(["register_module", "register_op"], "extend"),
 }

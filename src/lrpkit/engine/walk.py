@@ -110,11 +110,31 @@ def layerwise_lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simpl
     - ``memory``: bytes of relevance per chunk of targets (default 1 GiB).
     """
     result = explain(model, x, target, method, keep=True, **options)
-    every = result.every
     boundaries = result.prepared.boundaries
     if boundaries is not None:
-        return [_public(_at(result, name), every) for name in boundaries]
-    return {name: _public(R, every) for name, R in result.nodes.items()}
+        return [_public(_at(result, name), result.every) for name in boundaries]
+    return _per_node(result)
+
+
+def nodewise_lrp(model: nn.Module, x: Tensor, target: Any, method: Any = "simple", **options: Any) -> dict[str, Tensor]:
+    """Relevance at every graph node's output for any model, chain models included: the ordered mapping
+    :func:`layerwise_lrp` gives for non-chain models (the input first, the output last); options as there."""
+    return _per_node(explain(model, x, target, method, keep=True, **options))
+
+
+def chain_layers(model: nn.Module) -> tuple[str, ...] | None:
+    """The module paths of a chain model's layers (an lrpkit Network names them; a Sequential's are its leaves),
+    which per-layer method lists refer to; None for any other model."""
+    layers = getattr(model, "lrp_layers", None)
+    if layers is None and isinstance(model, nn.Sequential):
+        layers = [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+    return tuple(layers) if layers is not None else None
+
+
+def input_bounds(model: nn.Module, bounds: Any = None) -> Any:
+    """The zB bounds of the model's input: ``bounds`` if given, else the model's own ``lrp_bounds`` (an lrpkit
+    Network's ``[0, 1]``), else None."""
+    return bounds if bounds is not None else getattr(model, "lrp_bounds", None)
 
 
 def totals(relevance: Tensor, dims: int = 1) -> Tensor:
@@ -159,7 +179,7 @@ def explain(
     if maxpool not in MAXPOOL_MODES:
         raise SpecError(f"maxpool must be one of {tuple(MAXPOOL_MODES)}, got {maxpool!r}")
     prepared, call_args, call_kwargs = _prepared_call(model, x, args, kwargs, position, output, opaque)
-    plan = resolve(method, prepared.graph.relevant, prepared.graph.first, _layers(model), _defaults(maxpool))
+    plan = resolve(method, prepared.graph.relevant, prepared.graph.first, chain_layers(model), _defaults(maxpool))
     with torch.inference_mode():
         keep = _kept(prepared, plan)
         trace = _record(prepared, model, call_args, call_kwargs, plan.rules, keep)
@@ -185,14 +205,6 @@ def _call_inputs(x: Tensor, args: Sequence[Any], kwargs: dict[str, Any] | None, 
         raise SpecError(f"position must be an index 0..{len(call_args)} into args or a keyword name, got {position!r}")
     tensors = [leaf for leaf in pytree.tree_leaves((call_args, call_kwargs)) if isinstance(leaf, Tensor)]
     return tuple(call_args), call_kwargs, next(k for k, t in enumerate(tensors) if t is x)
-
-
-def _layers(model: nn.Module) -> tuple[str, ...] | None:
-    """The module paths of a chain model's layers (an lrpkit Network names them; a Sequential's are its leaves)."""
-    layers = getattr(model, "lrp_layers", None)
-    if layers is None and isinstance(model, nn.Sequential):
-        layers = [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
-    return tuple(layers) if layers is not None else None
 
 
 def _defaults(maxpool: str) -> dict[str, Rule]:
@@ -239,11 +251,19 @@ def graph_of(model: nn.Module, x: Any, **call: Any) -> tuple[Graph, dict[str, An
     """lrpkit's graph of ``model`` (captured, canonized) and the value of every node that is not a signal
     (weights, buffers, anything computed from them alone): what the NumPy twin needs. ``call``: ``args``,
     ``kwargs``, ``position``, ``output``, ``opaque`` as in :func:`layerwise_lrp`."""
+    graph, values = node_values(model, x, **call)
+    return graph, {name: value for name, value in values.items() if name not in graph.signals}
+
+
+def node_values(model: nn.Module, x: Any, **call: Any) -> tuple[Graph, dict[str, Any]]:
+    """lrpkit's graph of ``model`` (captured, canonized) and every node's value for ``x``: the engine's own
+    forward pass over that graph, every value kept (an in-place ReLU too leaves its input's). ``call`` as in
+    :func:`graph_of`."""
     prepared, call_args, call_kwargs = _prepared_call(model, x, **call)
     graph = prepared.graph
     with torch.inference_mode():
-        values = _record(prepared, model, call_args, call_kwargs, {}).values
-    return graph, {name: value for name, value in values.items() if name not in graph.signals}
+        every = frozenset(node.name for node in graph.nodes)
+        return graph, _record(prepared, model, call_args, call_kwargs, {}, every).values
 
 
 def _prepared_call(
@@ -261,7 +281,7 @@ def _prepared_call(
     x = model.check_input(x) if hasattr(model, "check_input") else check_tensor(x, model)
     call_args, call_kwargs, explained = _call_inputs(x, args, kwargs, position)
     captured = capture(model, call_args, call_kwargs, explained)
-    prepared = _prepare(captured, output, _layers(model), opaque_paths(model, opaque), frozenset(extend.OPS))
+    prepared = _prepare(captured, output, chain_layers(model), opaque_paths(model, opaque), frozenset(extend.OPS))
     return prepared, call_args, call_kwargs
 
 
@@ -358,8 +378,7 @@ def _carry_bounds(graph: Graph, trace: Trace, plan: Plan, bounds: Any, model: nn
     needs = [n for n, r in plan.rules.items() if isinstance(r, ZBox) and (r.low is None or r.high is None)]
     if not any(n in graph.first for n in needs):
         return
-    if bounds is None:
-        bounds = getattr(model, "lrp_bounds", None)
+    bounds = input_bounds(model, bounds)
     if bounds is None:
         return  # the zB step names the node and asks for bounds
     x = trace.values[graph.input]
@@ -447,6 +466,11 @@ def _warn_blow_up(node: Node, R: Tensor | None, top: float) -> bool:
         stacklevel=4,
     )
     return True
+
+
+def _per_node(result: Explained) -> dict[str, Tensor]:
+    """Each kept node's relevance in the public layout (see :func:`_public`)."""
+    return {name: _public(R, result.every) for name, R in result.nodes.items()}
 
 
 def _public(R: Tensor, every: bool) -> Tensor:

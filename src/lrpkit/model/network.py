@@ -235,10 +235,15 @@ class Network(nn.Module):
         Returns the per-layer report; raises :class:`lrpkit.reference.MismatchError` naming the first layer
         that differs by more than ``atol`` + ``rtol`` * its scale (left out: tolerances that fit the dtype,
         ``rtol = 10 sqrt(eps)``). ``bounds``/``maxpool`` go to both sides.
-        """
-        from ..reference import check_network
 
-        return check_network(self, x, method, target, atol, **kwargs)
+        A network with layers the NumPy layer twin has no code for (:func:`lrpkit.reference.unknown_layers`: the
+        ViT's ``Tokens``, ``Encoder``, ``ClassToken``) is checked against the graph twin instead, node by node of
+        the engine's graph (:func:`lrpkit.reference.check_model`): its report names nodes, not layers.
+        """
+        from ..reference import check_model, check_network, unknown_layers
+
+        check = check_model if unknown_layers(self.spec()) else check_network
+        return check(self, x, method, target, atol, **kwargs)
 
     def get_numpy_deeptaylor(self, x: Any, target: Any) -> tuple[Any, Any]:
         """``(heatmaps, R)`` as NumPy arrays: deep-Taylor input relevance (computed by the NumPy twin) and

@@ -7,12 +7,13 @@ never imports torch.
 >>> twin = net.to_numpy()                      # or ReferenceNetwork.from_spec(spec, numpy_weights)
 >>> R = twin.lrp(x_numpy, target=3, method="deeptaylor")
 >>> net.test(x)                                # every layer's output, torch vs NumPy
+>>> check_model(model, x, "epsilon")           # any model: the relevance at every graph node
 """
 
 from .bridge import check_model, check_network, deeptaylor, from_model, from_network, to_array
 from .compare import LayerCheck, MismatchError, Report, compare
 from .interpreter import ReferenceGraph
-from .network import ReferenceNetwork
+from .network import ReferenceNetwork, unknown_layers
 from .rules import stab
 from .targets import class_filter
 
@@ -31,4 +32,5 @@ __all__ = [
     "from_network",
     "stab",
     "to_array",
+    "unknown_layers",
 ]

@@ -84,28 +84,58 @@ def check_model(
     rtol: float | None = None,
     **options: Any,
 ) -> Report:
-    """Engine vs NumPy twin on any model: the relevance at every node (``lrpkit.layerwise_lrp``'s mapping),
-    within ``atol + rtol * max |twin|`` per node (defaults that fit the engine's dtype, as :func:`check_network`)."""
-    from ..engine.walk import layerwise_lrp
+    """Engine vs NumPy twin on any model, an lrpkit Network too, node by node of the engine's graph: every node's
+    output (``method=None``) or the relevance at every node (:func:`lrpkit.engine.nodewise_lrp`), within
+    ``atol + rtol * max |twin|`` per node (defaults that fit the engine's dtype, as :func:`check_network`).
 
+    ``options`` (``bounds``, ``maxpool``) go to both sides; the twin also gets a chain model's layers (for
+    per-layer method lists) and the model's own zB bounds where ``bounds`` is left out, as the engine does.
+    Raises :class:`MismatchError` naming the first node that differs (relevances: walking back from the output).
+    """
+    x = model.check_input(x) if hasattr(model, "check_input") else x
     twin = from_model(model, x)
-    ours = layerwise_lrp(model, x, target, method, **options)
+    if method is None:
+        return _check_outputs(model, x, twin, atol, rtol)
+    return _check_relevances(model, x, twin, method, target, atol, rtol, options)
+
+
+def _check_outputs(model: Any, x: Any, twin: ReferenceGraph, atol: float | None, rtol: float | None) -> Report:
+    """Every signal node's value: the engine's forward pass against the twin's."""
+    from ..engine.walk import node_values
+
+    graph, values = node_values(model, x)
+    theirs = twin.values(to_array(x))
+    names = [node.name for node in graph.nodes if node.name in graph.signals]
+    ours = [to_array(values[n]) for n in names]
+    atol, rtol = tolerances(ours[-1].dtype, atol, rtol)
+    labels = [f"output of {graph.by_name[n].describe()}" for n in names]
+    return compare(ours, [theirs[n] for n in names], labels, "node outputs", atol, rtol)
+
+
+def _check_relevances(
+    model: Any,
+    x: Any,
+    twin: ReferenceGraph,
+    method: Any,
+    target: Any,
+    atol: float | None,
+    rtol: float | None,
+    options: dict[str, Any],
+) -> Report:
+    """The relevance at every node the twin reaches: the engine's walk against the twin's."""
+    from ..engine.walk import chain_layers, input_bounds, nodewise_lrp
+
+    ours = nodewise_lrp(model, x, target, method, **options)
     atol, rtol = tolerances(to_array(next(iter(ours.values()))).dtype, atol, rtol)  # the engine's dtype
-    theirs = twin.layerwise_lrp(to_array(x), to_array(target), method, **_numpy_options(options))
+    numpy = _numpy_options({**options, "bounds": input_bounds(model, options.get("bounds"))})
+    theirs = twin.layerwise_lrp(to_array(x), to_array(target), method, layers=chain_layers(model), **numpy)
     names = list(theirs)
     missing = [name for name in names if name not in ours]
     if missing:
         raise KeyError(f"the engine has no relevance at {missing}")
     labels = [f"R at {twin.graph.by_name[name].describe()}" for name in names]
-    return compare(
-        [to_array(ours[n]) for n in names],
-        [theirs[n] for n in names],
-        labels,
-        f"relevances of method {method!r}",
-        atol,
-        rtol,
-        True,
-    )
+    what = f"relevances of method {method!r}"
+    return compare([to_array(ours[n]) for n in names], [theirs[n] for n in names], labels, what, atol, rtol, True)
 
 
 def _numpy_options(options: dict[str, Any]) -> dict[str, Any]:

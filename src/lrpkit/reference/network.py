@@ -257,6 +257,19 @@ class _Builder:
         return value
 
 
+def unknown_layers(spec: Mapping[str, Any]) -> list[str]:
+    """The layer types of ``spec`` (Residual bodies and shortcuts included) that :meth:`ReferenceNetwork.from_spec`
+    has no code for (the ViT's ``Tokens``, ``Encoder``, ``ClassToken``), each once; empty when it knows them all."""
+    found: list[str] = []
+    for i, entry in enumerate(spec.get("layers") or ()):
+        kind, params = _parse(entry, f"layer {i}")
+        if kind == "Residual":
+            found += unknown_layers({"layers": [*params.get("body", ()), *(params.get("shortcut") or ())]})
+        elif kind not in KNOWN:
+            found.append(kind)
+    return list(dict.fromkeys(found))
+
+
 def _parse(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("type"), str):
         raise SpecError(f"{where}: expected an object with a 'type' key, got {entry!r}")

@@ -6,7 +6,8 @@ pass runs under ``torch.inference_mode`` on the model's current weights (no hook
 Then relevance walks the nodes in reverse topological order, each node's step turning the relevance at its
 output into relevance at its inputs, relevance summed where a value feeds several nodes (as gradients are in
 micrograd's walk). Every target shares the one forward; ``"all"`` runs the walk on chunks of classes that fit
-in ``memory`` bytes.
+in ``memory`` bytes. Memory: the forward keeps only the values the steps read under the chosen rules (each op
+says which, :attr:`~lrpkit.engine.ops.Op.reads`), and the walk frees each value once it has passed its node.
 """
 
 from __future__ import annotations

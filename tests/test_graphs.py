@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from torch import nn
 
 import lrpkit
-from blocks import BLOCKS, F64, RELU_ONLY, graphs, make, zero_biases
+from blocks import BLOCKS, F64, RELU_ONLY, graphs, make, randomise, zero_biases
 from lrpkit.composites import PRESETS, resolve
 from lrpkit.engine import walk
 from lrpkit.engine.canonize import canonize
@@ -190,37 +190,73 @@ def test_values_a_step_does_not_read_are_dropped_after_the_forward():
 
 class Masked(nn.Module):
     """A causal mask built in forward from ``arange`` (the same at every call), a parameter-made scale (read at
-    every call) and noise from ``torch.rand`` (new at every call, but held fixed: it is not a signal)."""
+    every call), noise from ``torch.rand`` and ``cauchy_`` (new at every call), and a bias of zeros filled in place
+    where the padding mask (held fixed, given at each call) says."""
 
     def __init__(self) -> None:
         super().__init__()
         self.mix = nn.Linear(5, 5, dtype=F64)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         n = x.shape[-1]
         causal = torch.arange(n)[:, None] >= torch.arange(n)[None, :]
         scale = self.mix.weight.sum() * torch.ones(n, dtype=x.dtype)
         mixed = (x[:, None, :] * causal.to(x.dtype)).sum(-1) * scale
-        return self.mix(mixed + 0.0 * torch.rand(n, dtype=x.dtype))
+        noise = torch.rand(n, dtype=x.dtype) + torch.empty(n, dtype=x.dtype).cauchy_()
+        bias = torch.zeros(n, dtype=x.dtype)
+        bias.masked_fill_(pad, -5.0)
+        return self.mix(mixed + 0.0 * noise + bias)
 
 
 def test_values_made_from_literals_alone_are_made_once_and_reused():
     model, x = Masked(), torch.randn(3, 5, dtype=F64)
-    first = lrpkit.lrp(model, x, "pred", "epsilon")
-    prepared = walk._prepared_call(model, x)[0]
-    fixed = {prepared.graph.by_name[name].op for name in prepared.graph.fixed}
-    assert prepared.fixed and set(prepared.fixed) <= prepared.graph.fixed
-    assert "call" in fixed  # arange and the comparison
-    made = {n.name for n in prepared.graph.nodes if "rand" in str(n.params.get("target"))}
-    assert made and not (made & prepared.graph.fixed)  # random values are made at every call
-    reads_weight = {n.name for n in prepared.graph.nodes if n.op == "sum" and n.name not in prepared.graph.signals}
-    assert reads_weight and not (reads_weight & prepared.graph.fixed)
+    pads = torch.tensor([False, True, False, False, True]), torch.zeros(5, dtype=torch.bool)
+    call = {"kwargs": {"pad": pads[0]}, "position": "x"}
+    first = lrpkit.lrp(model, x, 0, "epsilon", **call)
+    prepared, graph = walk._prepared_call(model, x, **call)[0], walk._prepared_call(model, x, **call)[0].graph
+    assert prepared.fixed and set(prepared.fixed) <= graph.fixed
+    assert any(graph.by_name[name].op == "call" for name in graph.fixed)  # arange and the comparison
+    targets = {name: str(graph.by_name[name].params.get("target")) for name in graph.by_name}
+    random = {name for name, target in targets.items() if "rand" in target or "cauchy" in target}
+    written = {name for name, target in targets.items() if "zeros" in target or "masked_fill" in target}
+    parameter_made = {n.name for n in graph.nodes if n.op == "sum" and n.name not in graph.signals}
+    for made_each_call in (random, written, parameter_made):
+        assert made_each_call and not (made_each_call & graph.fixed)
     with torch.no_grad():
         model.mix.weight.mul_(2.0)  # the parameter-made scale follows the new weights
-    second = lrpkit.lrp(model, x, "pred", "epsilon")
-    fresh = copy.deepcopy(model)  # a new capture, nothing reused
-    assert torch.allclose(second, lrpkit.lrp(fresh, x, "pred", "epsilon"), rtol=1e-12, atol=0)
-    assert not torch.allclose(first, second)
+    for pad in pads:  # the bias filled in place follows each call's padding mask
+        call = {"kwargs": {"pad": pad}, "position": "x"}
+        again = lrpkit.lrp(model, x, 0, "epsilon", **call)
+        fresh = lrpkit.lrp(copy.deepcopy(model), x, 0, "epsilon", **call)  # a new capture, nothing reused
+        assert torch.allclose(again, fresh, rtol=1e-12, atol=0)
+        assert not torch.allclose(first, again)
+
+
+def test_lrp_keeps_no_relevance_but_the_inputs():
+    model, x = make("bottleneck"), inputs()
+    assert list(walk.explain(model, x, "pred", "epsilon_plus").nodes) == [walk.graph_of(model, x)[0].input]
+    everything = walk.explain(model, x, "all", "epsilon_plus", keep=True).nodes
+    assert len(everything) > 10
+
+
+class NormThenPermute(nn.Module):
+    """GroupNorm on channels, then channels last for a Linear; LayerNorm over two dims, then transposed: the
+    relevance reaches both norms permuted (not contiguous)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.group, self.linear = nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.Linear(8, 6)
+        self.layer, self.out = nn.LayerNorm((4, 6)), nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linear(self.group(self.conv(x)).permute(0, 2, 3, 1)).flatten(1, 2)[:, :4]  # (N, 4, 6)
+        return self.out(self.layer(h).transpose(1, 2)).sum(1)
+
+
+@pytest.mark.parametrize("method", ["epsilon", "attnlrp", "epsilon_plus"])
+def test_norms_take_relevance_that_arrives_permuted(method):
+    model = randomise(NormThenPermute().double().eval())
+    check_model(model, torch.randn(2, 3, 5, 5, dtype=F64), method, atol=1e-10, rtol=1e-10)
 
 
 # -- what else graphs bring ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ class Captured:
     outputs: Any  # the pytree spec of the output
     output_names: tuple[str | None, ...]  # node name of each output leaf (None: not a tensor)
     seconds: float
+    prepared: dict[Any, Any] = field(default_factory=dict, repr=False)  # the walk's preparations of it, by options
 
 
 # -- capturing and the cache --------------------------------------------------------------------------------------

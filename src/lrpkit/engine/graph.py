@@ -31,8 +31,6 @@ GATE_FUNCTIONS = frozenset({"sigmoid", "hardsigmoid", "tanh", "erf"})
 AFFINE = frozenset({"add", "mul", "div"})  # with constants: maps a gate to a gate
 REDUCTIONS = frozenset({"sum", "mean"})
 CARRIES = AFFINE | {"power", "cast", "identity", "expand", "reshape"}  # keep "computed from a reduction"
-RANDOM = ("rand", "bernoulli", "dropout", "normal", "uniform", "multinomial", "poisson", "exponential")
-"""Words in the name of an op whose value changes from call to call."""
 MOVES = frozenset({"reshape", "permute", "expand", "cast", "identity", "slice", "select", "contiguous"})
 
 KINDS = {
@@ -91,9 +89,22 @@ class Node:
 
 
 def _literal(params: Mapping[str, Any]) -> bool:
-    """A constant given in the call as a number, or a tensor that ``forward`` made (torch.export lifts it)."""
+    """A constant given in the call as a number, or a tensor that ``forward`` made (torch.export lifts it and
+    names it ``lifted_tensor_<k>``; other tensor attributes may change between calls)."""
     target = str(params.get("target", ""))
     return params.get("source") == "value" or (params.get("source") == "tensor" and "lifted_tensor" in target)
+
+
+def _random(node: Node) -> bool:
+    """A captured op whose value changes from call to call (torch tags them ``nondeterministic_seeded``)."""
+    tags = getattr(node.params.get("target"), "tags", ()) if node.op == "call" else ()
+    return any(getattr(tag, "name", "") == "nondeterministic_seeded" for tag in tags)
+
+
+def _mutates(node: Node) -> bool:
+    """A captured op that writes into one of its inputs (``masked_fill_``, ``copy_``, ...)."""
+    schema = getattr(node.params.get("target"), "_schema", None) if node.op == "call" else None
+    return bool(getattr(schema, "is_mutable", False))
 
 
 @dataclass(frozen=True)
@@ -191,15 +202,17 @@ class Graph:
     def fixed(self) -> frozenset[str]:
         """The computed nodes whose value is the same at every call: made from literal constants alone (numbers,
         tensors made in ``forward``; no input, parameter, buffer or attribute) by deterministic ops -- masks and
-        positions built from ``arange``."""
+        positions built from ``arange`` -- and never written to in place by a later op."""
+        written = {self.origin(i).name for n in self.nodes if _mutates(n) for i in n.inputs if i is not None}
         found: set[str] = set()
         for node in self.nodes:
             if node.op in SOURCES:
                 if node.op == "constant" and _literal(node.params):
                     found.add(node.name)
                 continue
-            random = node.op == "call" and any(word in str(node.params.get("target")) for word in RANDOM)
-            if not random and all(i is None or i in found for i in node.inputs):
+            if _random(node) or _mutates(node) or self.origin(node.name).name in written:
+                continue
+            if all(i is None or i in found for i in node.inputs):
                 found.add(node.name)
         return frozenset(n.name for n in self.nodes if n.name in found and n.op not in SOURCES)
 

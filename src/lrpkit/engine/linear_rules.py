@@ -37,7 +37,7 @@ class Recorded:
     """
 
     a: Tensor
-    z: Tensor
+    z: Tensor | None  # None where the rule divides by the real output alone (LRP-0/epsilon with bias=True)
     nonneg: bool
     output: Tensor | None = None
 

@@ -7,7 +7,8 @@ Then relevance walks the nodes in reverse topological order, each node's step tu
 output into relevance at its inputs, relevance summed where a value feeds several nodes (as gradients are in
 micrograd's walk). Every target shares the one forward; ``"all"`` runs the walk on chunks of classes that fit
 in ``memory`` bytes. Memory: the forward keeps only the values the steps read under the chosen rules (each op
-says which, :attr:`~lrpkit.engine.ops.Op.reads`), and the walk frees each value once it has passed its node.
+says which, :attr:`~lrpkit.engine.ops.Op.reads`), and the walk of the last chunk frees each value once it has
+passed its node.
 """
 
 from __future__ import annotations
@@ -182,8 +183,7 @@ def explain(
     prepared, call_args, call_kwargs = _prepared_call(model, x, args, kwargs, position, output, opaque)
     plan = resolve(method, prepared.graph.relevant, prepared.graph.first, chain_layers(model), _defaults(maxpool))
     with torch.inference_mode():
-        keep = _kept(prepared, plan)
-        trace = _record(prepared, model, call_args, call_kwargs, plan.rules, keep)
+        trace = _record(prepared, model, call_args, call_kwargs, plan.rules, _kept(prepared, plan))
         _carry_bounds(prepared.graph, trace, plan, bounds, model)
         output = trace.values[prepared.graph.output]
         R, every = start_relevance(output, target, plan.rectify)
@@ -212,8 +212,17 @@ def _defaults(maxpool: str) -> dict[str, Rule]:
     return {"max_pool": MAXPOOL_MODES[maxpool]}
 
 
-@functools.lru_cache(maxsize=64)
 def _prepare(
+    captured: Captured, output: Any, layers: tuple[str, ...] | None, opaque: tuple[str, ...], registered: frozenset
+) -> Prepared:
+    """The capture made ready to walk, cached on the capture (so it lives as long as the model's capture does)."""
+    key = (output, layers, opaque, registered)
+    if key not in captured.prepared:
+        captured.prepared[key] = _prepared(captured, *key)
+    return captured.prepared[key]
+
+
+def _prepared(
     captured: Captured, output: Any, layers: tuple[str, ...] | None, opaque: tuple[str, ...], registered: frozenset
 ) -> Prepared:
     graph = captured.graph
@@ -295,13 +304,13 @@ def _record(
     args: tuple,
     kwargs: dict,
     rules: dict[str, Rule],
-    keep: frozenset[str] | None = None,
+    keep: frozenset[str],
 ) -> Trace:
     """Every node's value on the model's current weights (constants first, then the ops in order; the values of
     :attr:`Graph.fixed` nodes made on the first call only); with ``keep`` (the values the walk reads), every other
     computed value is dropped once the forward pass is done with it."""
     graph, fixed = prepared.graph, prepared.fixed
-    transient = graph.dropped(keep) if keep is not None else {}
+    transient = graph.dropped(keep)
     trace = Trace(values={}, rules=rules, nonneg=prepared.nonneg, first=graph.first, model=model, keep=keep)
     tensors = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, Tensor)]
     for node in graph.nodes:
@@ -332,11 +341,11 @@ def _run(node: Node, trace: Trace) -> Any:
 
 def _kept(prepared: Prepared, plan: Plan) -> frozenset[str]:
     """The values the walk reads: the input, the output and what each node's step reads (:attr:`Op.reads`) under
-    its rule; every value on the way from the input to the first layers too when zB bounds are carried there."""
+    its rule; and the constants that zB bounds meet on their way to the first layers (:func:`.bounds.carry`)."""
     graph, rules = prepared.graph, plan.rules
     keep = {graph.input, graph.output}
     if any(isinstance(rules.get(name), ZBox) for name in graph.first):
-        keep.update(node.name for node in graph.nodes)  # bounds are carried over the recorded values
+        keep.update(i for node in graph.bounded for i in node.inputs if i is not None)
     for node in graph.relevant:
         if node.op in SOURCES:
             continue

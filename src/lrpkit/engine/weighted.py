@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 LIVE_ROWS = 0.25
-"""A Linear layer's transpose multiplies only the rows that carry relevance when at most this share of them do."""
+"""A Linear layer's transpose multiplies only the rows that carry relevance when at most this share of them do
+(and it has at least ``LIVE_MIN_ROWS`` rows); finding them costs one pass, and on a GPU one device sync."""
+LIVE_MIN_ROWS = 16
 FOLD_MAX_COLUMNS = 64
 """Transposed 2-d convs whose kernel covers at most this many inputs (C * kh * kw) use matmul + fold on CPU."""
 
@@ -72,14 +74,14 @@ class WeightedLayer:
         """Whether two weights can be stacked along the input dimension into one op (``[a+, a-]`` tricks)."""
         return self.conv is None or (self.conv.groups == 1 and not self.conv.transposed)
 
-    def forward(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-        """``sum_i x_i w_ij`` for each output ``j`` (``+ b_j`` with ``bias``)."""
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        """``sum_i x_i w_ij`` for each output ``j`` (no bias)."""
         c = self.conv
         if c is None:
-            return F.linear(x, w, bias)
+            return F.linear(x, w)
         if c.transposed:
-            return _CONV_T[c.dims](x, w, bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
-        return _CONV[c.dims](x, w, bias, c.stride, c.padding, c.dilation, c.groups)
+            return _CONV_T[c.dims](x, w, None, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
+        return _CONV[c.dims](x, w, None, c.stride, c.padding, c.dilation, c.groups)
 
     def backward(self, s: Tensor, w: Tensor, shape: tuple[int, ...]) -> Tensor:
         """``c_i = sum_j w_ij s_j``: ``s`` is ``(K, *output shape)``, the result ``(K, *shape)`` (the input's)."""
@@ -139,7 +141,7 @@ class WeightedLayer:
             return mask.reshape(-1, mask.shape[-1]).any(0)
         return mask.flatten(2).any(2).any(0)  # (N, outputs, *spatial): no copy of the mask
 
-    def output(self, z: Tensor, recorded: Tensor | None) -> Tensor:
+    def output(self, z: Tensor | None, recorded: Tensor | None) -> Tensor:
         """The layer's real output ``z + b``: ``recorded`` if it was kept, else remade."""
         return recorded if recorded is not None else self.with_bias(z, self.bias)
 
@@ -199,7 +201,7 @@ def _live_rows_times(s: Tensor, w: Tensor) -> Tensor:
     a causal LM's next-token logit (or a classifier's token) puts relevance on one position, which stays alone up
     to the last attention. (NaN rows count as live.)"""
     rows = s.reshape(-1, s.shape[-1])
-    if rows.shape[0] < 16:
+    if rows.shape[0] < LIVE_MIN_ROWS:
         return s @ w
     live = (rows.abs().amax(-1) != 0).nonzero().squeeze(1)  # amax: no underflow, NaN kept (any() is 5x slower)
     if live.numel() > LIVE_ROWS * rows.shape[0]:

@@ -32,7 +32,7 @@ class Trace:
     model: Any = None
     aux: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
-    keep: frozenset[str] | None = None  # the values the walk reads (None: every value is kept)
+    keep: frozenset[str] = frozenset()  # the values the walk reads (every other one is dropped after the forward)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # of the values dropped after the forward
 
 

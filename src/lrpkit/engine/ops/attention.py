@@ -116,8 +116,13 @@ def attention_bias(mask: Any, shape: tuple[int, ...], causal: bool, dtype: torch
 def _attention_bias(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
     p = node.params
     mask = inputs[0] if inputs else None
-    device = mask.device if mask is not None else None
+    device = mask.device if mask is not None else _device(trace)
     return attention_bias(mask, tuple(node.shape), p["causal"], getattr(torch, p["dtype"]), device)
+
+
+def _device(trace: Trace) -> Any:
+    """The device of the recorded values (the parameters' and the input's): where a causal mask is made."""
+    return next((v.device for v in trace.values.values() if isinstance(v, Tensor)), None)
 
 
 def _no_relevance(step: Step) -> list[Tensor | None]:

@@ -45,7 +45,7 @@ NON_NEGATIVE = frozenset({"relu", "relu6", "sigmoid", "hardsigmoid", "softplus"}
 
 def _activation(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
     x = inputs[0]
-    if node.params.get("inplace") and (trace.keep is None or node.inputs[0] not in trace.keep):
+    if node.params.get("inplace") and node.inputs[0] not in trace.keep:
         trace.values[node.inputs[0]] = None  # a ReLU that alone reads a biased layer's output: no second tensor
         return x.relu_()
     return ACTIVATIONS[node.params["fn"]](x, node.params)

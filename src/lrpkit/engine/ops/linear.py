@@ -1,6 +1,7 @@
 """Linear-type nodes: ``linear`` (last dimension of any-rank input) and ``conv`` (1-3 d, transposed or not).
 
-The forward records the bias-free output ``z`` beside the value ``z + b``; the relevance step is the node's rule
+The forward records the bias-free output ``z`` beside the value ``z + b`` (not for LRP-0/epsilon with ``bias=True``,
+which divide by ``z + b`` alone); the relevance step is the node's rule
 (:mod:`lrpkit.engine.linear_rules`). A BatchNorm merged in by canonization arrives as four extra inputs.
 """
 
@@ -33,13 +34,9 @@ def layer_of(node: Node, inputs: list[Any]) -> WeightedLayer:
 
 def _forward(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
     layer = layer_of(node, inputs)
-    if node.name not in trace.rules:  # off the relevance path: the output alone
-        return layer.forward(inputs[0], layer.weight, layer.bias)
-    if trace.keep is not None and _reads_output(trace.rules[node.name]):  # the step reads z + b, not z
-        trace.aux[node.name] = (layer, None)
-        return layer.forward(inputs[0], layer.weight, layer.bias)
-    z = layer.forward(inputs[0], layer.weight)
-    trace.aux[node.name] = (layer, z)  # the step needs the layer and z
+    z = layer.forward(inputs[0], layer.weight)  # z, then z + b, whatever the rule: the same logits for every method
+    if node.name in trace.rules:  # on the relevance path: the step needs the layer, and z unless it reads z + b
+        trace.aux[node.name] = (layer, None if _reads_output(trace.rules[node.name]) else z)
     return layer.with_bias(z, layer.bias)
 
 

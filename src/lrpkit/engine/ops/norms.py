@@ -73,16 +73,20 @@ def _norm_relevance(step: Step) -> list[Tensor | None]:
     if b is not None and rule.bias:
         total.add_(b.view(_scale_shape(node, x)))
     gs = (step.R / stab(total, rule.epsilon)).mul_(g)
-    grouped = gs.view(gs.shape[0], *rows.shape)
-    return step.only(grouped.sub_(grouped.mean(-1, keepdim=True)).view(gs.shape).mul_(x))
+    grouped = gs.reshape(gs.shape[0], *rows.shape)  # R may arrive permuted: no view
+    return step.only(grouped.sub_(grouped.mean(-1, keepdim=True)).reshape(gs.shape).mul_(x))
 
 
 def _batch_norm_reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
     return (everything if isinstance(rule, Epsilon) and rule.bias else shapes_only)(node, rule, receivers)
 
 
+def _norm_reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    return (inputs_only if isinstance(rule, Epsilon) else shapes_only)(node, rule, receivers)
+
+
 OPS = {
     "batch_norm": Op(_batch_norm, _batch_norm_relevance, reads=_batch_norm_reads),
-    "layer_norm": Op(_norm, _norm_relevance, reads=inputs_only),
-    "group_norm": Op(_norm, _norm_relevance, reads=inputs_only),
+    "layer_norm": Op(_norm, _norm_relevance, reads=_norm_reads),
+    "group_norm": Op(_norm, _norm_relevance, reads=_norm_reads),
 }

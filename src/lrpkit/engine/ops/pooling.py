@@ -20,7 +20,7 @@ from ...errors import SpecError
 from ...rules import Proportional, Winner
 from ..graph import Node
 from ..weighted import stab
-from . import Op, Step, Trace, keeps_sign, proportional
+from . import Op, Step, Trace, inputs_only, keeps_sign, proportional, shapes_only
 
 _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -68,17 +68,22 @@ def _max_forward(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
 
 
 def _max_relevance(step: Step) -> list[Tensor | None]:
-    node, x, rule = step.node, step.inputs[0], step.rule
+    node, rule = step.node, step.rule
     if isinstance(rule, Proportional):
         if node.op == "adaptive_max_pool":
             raise SpecError(f"{node.describe()}: adaptive max pooling shares winner-take-all only")
-        pool = _window_sum(node)
+        pool, x = _window_sum(node), step.inputs[0]
         return step.only(proportional(pool, x, pool(x), step.R, rule.epsilon))
-    winners, spatial = step.trace.aux[node.name], _spatial(node)
-    K, lead = step.R.shape[0], x.shape[: x.dim() - spatial]
+    winners, spatial, shape = step.trace.aux[node.name], _spatial(node), step.shape(0)
+    K, lead = step.R.shape[0], shape[: len(shape) - spatial]
     index = winners.flatten(-spatial).expand(K, *lead, -1)
-    R = step.R.new_zeros((K, *lead, math.prod(x.shape[-spatial:])))
-    return step.only(R.scatter_add_(-1, index, step.R.flatten(-spatial)).view(K, *x.shape))
+    R = step.R.new_zeros((K, *lead, math.prod(shape[-spatial:])))
+    return step.only(R.scatter_add_(-1, index, step.R.flatten(-spatial)).view(K, *shape))
+
+
+def _max_reads(node: Node, rule: Any, receivers: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    """Winner-take-all reads the winners the forward recorded; proportional sharing the input."""
+    return (inputs_only if isinstance(rule, Proportional) else shapes_only)(node, rule, receivers)
 
 
 def _spatial(node: Node) -> int:
@@ -133,6 +138,6 @@ def _times_windows(s: Tensor, x: Tensor, kernel: tuple[int, ...]) -> Tensor:
 OPS = {
     "avg_pool": Op(_avg_forward, _avg_relevance, keeps_sign),
     "adaptive_avg_pool": Op(_avg_forward, _avg_relevance, keeps_sign),
-    "max_pool": Op(_max_forward, _max_relevance, keeps_sign),
-    "adaptive_max_pool": Op(_max_forward, _max_relevance, keeps_sign),
+    "max_pool": Op(_max_forward, _max_relevance, keeps_sign, _max_reads),
+    "adaptive_max_pool": Op(_max_forward, _max_relevance, keeps_sign, _max_reads),
 }

@@ -19,7 +19,7 @@ from torch import nn
 import lrpkit
 from blocks import BLOCKS, F64, RELU_ONLY, graphs, make, randomise, zero_biases
 from lrpkit.composites import PRESETS, resolve
-from lrpkit.engine import walk
+from lrpkit.engine import walk, weighted
 from lrpkit.engine.canonize import canonize
 from lrpkit.engine.walk import graph_of
 from lrpkit.errors import SpecError
@@ -467,3 +467,15 @@ def test_every_geometry_lrp0_is_gradient_times_input():
     R = lrpkit.lrp(zero_biases(model), x, target, LRP0)
     top = model(x).gather(1, target[:, None]).squeeze(1).detach()
     assert float(((R.flatten(1).sum(1) - top).abs() / top.abs()).max()) <= 1e-6
+
+
+def test_a_linear_transpose_on_few_live_rows_equals_the_full_product():
+    w = torch.randn(7, 5, dtype=F64)
+    s = torch.zeros(1, 2, 20, 7, dtype=F64)
+    s[0, 1, [3, 17]] = torch.randn(2, 7, dtype=F64)
+    assert torch.allclose(weighted._live_rows_times(s, w), s @ w, rtol=1e-14, atol=0)
+    s[0, 0, 5, 2] = float("nan")  # a NaN row is live: the NaN reaches the result
+    out = weighted._live_rows_times(s, w)
+    assert out[0, 0, 5].isnan().all() and torch.equal(out[0, 0, 4], torch.zeros(5, dtype=F64))
+    dense = torch.randn(1, 40, 7, dtype=F64)
+    assert torch.allclose(weighted._live_rows_times(dense, w), dense @ w, rtol=1e-14, atol=0)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 LIVE_ROWS = 0.25
 """A Linear layer's transpose multiplies only the rows that carry relevance when at most this share of them do
-(and it has at least ``LIVE_MIN_ROWS`` rows); finding them costs one pass, and on a GPU one device sync."""
+(one target, at least ``LIVE_MIN_ROWS`` rows); finding them costs one pass, and on a GPU one device sync."""
 LIVE_MIN_ROWS = 16
 FOLD_MAX_COLUMNS = 64
 """Transposed 2-d convs whose kernel covers at most this many inputs (C * kh * kw) use matmul + fold on CPU."""
@@ -201,7 +201,7 @@ def _live_rows_times(s: Tensor, w: Tensor) -> Tensor:
     a causal LM's next-token logit (or a classifier's token) puts relevance on one position, which stays alone up
     to the last attention. (NaN rows count as live.)"""
     rows = s.reshape(-1, s.shape[-1])
-    if rows.shape[0] < LIVE_MIN_ROWS:
+    if rows.shape[0] < LIVE_MIN_ROWS or s.shape[0] > 1:  # several targets (every class) reach every sample
         return s @ w
     live = (rows.abs().amax(-1) != 0).nonzero().squeeze(1)  # amax: no underflow, NaN kept (any() is 5x slower)
     if live.numel() > LIVE_ROWS * rows.shape[0]:

@@ -11,7 +11,7 @@ explained. On a CPU without bfloat16 instructions a bfloat16 pass of this model 
 round is the default. Peak memory: the process's resident memory before the model exists, with the model, and how
 far one call of each job raises the peak above what was in use before it (``/proc/self/clear_refs``).
 
-    python bench/transformer_large.py [--tokens 512] [--rounds 1] [--threads 1] [--no-write]
+    python bench/transformer_large.py [--tokens 512] [--rounds 1] [--threads 1] [--no-gradient] [--no-write]
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ def measure(args: argparse.Namespace) -> dict:
         peaks["attnlrp"].append(peak)
         highest = max(highest, rss_gib("VmHWM"))  # the peak since the call began (each call resets it)
         print(f"round {k + 1}: attnlrp {seconds:.1f} s, +{peak:.2f} GiB", flush=True)
+        if args.no_gradient:
+            continue
         seconds, peak = timed(lambda t=target: gradient(model, ids, t))
         times["gradient"].append(seconds)
         peaks["gradient"].append(peak)
@@ -118,19 +120,23 @@ def measure(args: argparse.Namespace) -> dict:
     R = results[0].heatmap(tuple(ids.shape))
     found["relevance"] = f"{tuple(R.shape)} {R.dtype}, finite: {bool(torch.isfinite(R).all())}"
     for job in times:
-        found[f"{job} s"] = statistics.median(times[job])
-        found[f"{job} peak GiB"] = max(peaks[job])
+        found[f"{job} s"] = statistics.median(times[job]) if times[job] else None
+        found[f"{job} peak GiB"] = max(peaks[job]) if peaks[job] else None
     found["process peak GiB"] = highest
     return found
 
 
 def report(found: dict, args: argparse.Namespace, before: str, memory: str) -> str:
-    ratio = found["attnlrp s"] / found["gradient s"]
+    if found["gradient s"] is None:  # --no-gradient
+        gradient, ratio = "| plain input gradient | not run (`--no-gradient`) | | |", ""
+    else:
+        gradient = f"| plain input gradient | {found['gradient s']:.1f} | 1.00 | {found['gradient peak GiB']:.2f} |"
+        ratio = f"{found['attnlrp s'] / found['gradient s']:.2f}"
     rows = [
         "| | seconds | ÷ gradient | peak memory above the model (GiB) |",
         "|---|---|---|---|",
-        f"| plain input gradient | {found['gradient s']:.1f} | 1.00 | {found['gradient peak GiB']:.2f} |",
-        f"| lrpkit AttnLRP | {found['attnlrp s']:.1f} | {ratio:.2f} | {found['attnlrp peak GiB']:.2f} |",
+        gradient,
+        f"| lrpkit AttnLRP | {found['attnlrp s']:.1f} | {ratio} | {found['attnlrp peak GiB']:.2f} |",
         f"| capture (`torch.export`, first call only) | {found['capture s']:.1f} | | |",
     ]
     return "\n".join([
@@ -160,6 +166,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-gradient", action="store_true", help="AttnLRP only (a bfloat16 gradient can take hours)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # freed memory returns to the system between the jobs

@@ -25,7 +25,7 @@ SCHEDULES = ("constant", "cosine")
 RECIPES = {
     "mlp": {"steps": 3000, "augment": 1},
     "cnn": {"steps": 1500, "augment": 1},
-    "resnet": {"steps": 3000, "augment": 1, "lr": 3e-3, "schedule": "cosine"},
+    "resnet": {"steps": 2000, "augment": 1, "lr": 3e-3, "schedule": "cosine"},
     "vit": {"steps": 2500, "augment": 1, "loss": "softmax", "lr": 2e-3, "schedule": "cosine"},
 }
 """Training settings of the ready-made architectures (``make demo``, ``lrpkit train``, ``bench/accuracy.py``):

@@ -64,12 +64,13 @@ def _identity(step: Step) -> list[Tensor | None]:
 # -- sums -------------------------------------------------------------------------------------------------------
 
 
-def _terms(node: Node, inputs: list[Any]) -> list[Any]:
-    return [x if s == 1 else x * s for x, s in zip(inputs, node.params["scales"], strict=True)]
+def _term(x: Any, scale: float) -> Any:
+    """One term ``s_k x_k`` of a sum (no copy for ``s_k = 1``)."""
+    return x if scale == 1 else x * scale
 
 
 def _add(node: Node, inputs: list[Any], trace: Trace) -> Tensor:
-    out, *rest = _terms(node, inputs)
+    out, *rest = (_term(x, s) for x, s in zip(inputs, node.params["scales"], strict=True))
     for term in rest:
         out = out + term
     return out + node.params["other"] if node.params["other"] else out
@@ -80,8 +81,7 @@ def _add_relevance(step: Step) -> list[Tensor | None]:
     if not _shares(rule, step.receivers):
         slot = step.receivers[0]
         return step.only(sum_to(step.R, step.shape(slot)), slot)
-    scales = node.params["scales"]
-    terms = {k: step.inputs[k] if scales[k] == 1 else step.inputs[k] * scales[k] for k in step.receivers}
+    terms = {k: _term(step.inputs[k], node.params["scales"][k]) for k in step.receivers}
     total = step.output if _bias(rule) else sum(terms.values())
     s = step.R / stab(total, rule.epsilon)
     shares: list[Tensor | None] = [None] * len(node.inputs)
